@@ -1,0 +1,7 @@
+"""``python -m driftsnap`` runs the same command as the ``driftsnap`` console script."""
+
+import sys
+
+from driftsnap import cli
+
+sys.exit(cli.main())

@@ -1,0 +1,332 @@
+"""The program week: aggregation, participants, forfeits, shares and payouts (spec 3-5).
+
+A week runs Monday 00:00:00 UTC to the next Monday (exclusive) and is named by its ISO week,
+``2026-W47``. Per market, ``MMScore(m) = sum of m's snapshot scores`` (aggregation ``sum``) or the
+sum of m's per-snapshot shares of all makers' scores (``normalized``).
+
+Sums use :class:`ExactSum`, which keeps a float sum as exact non-overlapping partials (Shewchuk's
+algorithm, the one behind ``math.fsum``) and rounds once at the end. A week total is therefore the
+correctly rounded exact sum of its snapshot scores, the same whatever the order of the snapshots
+or how the week was split and merged: a recomputation gives the same bits.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from fractions import Fraction
+from typing import TYPE_CHECKING, Literal
+
+from driftsnap.errors import ScoringError
+from driftsnap.scoring import payouts, result
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+_WEEK_RE = re.compile(r"^(\d{4})-W(\d{2})$")
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Week:
+    """An ISO week, Monday 00:00 UTC to the next Monday 00:00 UTC."""
+
+    year: int
+    number: int
+
+    def __post_init__(self) -> None:
+        try:
+            date.fromisocalendar(self.year, self.number, 1)
+        except ValueError:
+            raise ScoringError(f"no such ISO week: {self.year}-W{self.number:02d}") from None
+
+    @classmethod
+    def parse(cls, text: str) -> Week:
+        match = _WEEK_RE.match(text.strip())
+        if not match:
+            raise ScoringError(f"week must look like 2026-W47, got {text!r}")
+        return cls(int(match[1]), int(match[2]))
+
+    @classmethod
+    def containing(cls, moment: datetime | date) -> Week:
+        day = moment.astimezone(UTC).date() if isinstance(moment, datetime) else moment
+        iso = day.isocalendar()
+        return cls(iso.year, iso.week)
+
+    @classmethod
+    def last_completed(cls, now: datetime) -> Week:
+        return cls.containing(now).previous()
+
+    @property
+    def monday(self) -> date:
+        return date.fromisocalendar(self.year, self.number, 1)
+
+    @property
+    def start(self) -> datetime:
+        return datetime.combine(self.monday, datetime.min.time(), tzinfo=UTC)
+
+    @property
+    def end(self) -> datetime:
+        return self.start + timedelta(days=7)
+
+    def previous(self) -> Week:
+        return Week.containing(self.monday - timedelta(days=7))
+
+    def next(self) -> Week:
+        return Week.containing(self.monday + timedelta(days=7))
+
+    def __str__(self) -> str:
+        return f"{self.year}-W{self.number:02d}"
+
+
+class ExactSum:
+    """An exactly accumulated float sum: add, merge, and read it correctly rounded."""
+
+    __slots__ = ("_partials",)
+
+    def __init__(self, values: Iterable[float] = ()) -> None:
+        self._partials: list[float] = []
+        for v in values:
+            self.add(v)
+
+    def add(self, x: float) -> None:
+        if not math.isfinite(x):
+            raise ScoringError(f"cannot sum a non-finite score: {x}")
+        partials = self._partials
+        i = 0
+        for p in partials:
+            big, small = (p, x) if abs(x) < abs(p) else (x, p)
+            hi = big + small
+            lo = small - (hi - big)
+            if lo:
+                partials[i] = lo
+                i += 1
+            x = hi
+        partials[i:] = [x]
+
+    def merge(self, other: ExactSum) -> None:
+        for p in other._partials:
+            self.add(p)
+
+    @property
+    def value(self) -> float:
+        return math.fsum(self._partials)
+
+
+Aggregation = Literal["sum", "normalized"]
+
+
+@dataclass
+class MarketAccumulator:
+    """Running week totals of one market."""
+
+    market: str
+    snapshots: int = 0
+    totals: dict[str, ExactSum] = field(default_factory=dict)
+    authority_of: dict[str, str] = field(default_factory=dict)
+
+
+class WeekAccumulator:
+    """Adds snapshot scores into per-market, per-maker week totals under one aggregation."""
+
+    def __init__(self, aggregation: Aggregation = "sum") -> None:
+        self.aggregation: Aggregation = aggregation
+        self.markets: dict[str, MarketAccumulator] = {}
+        self._params_hash: str | None = None
+
+    def add(self, snapshot: result.SnapshotScore) -> None:
+        if self._params_hash is None:
+            self._params_hash = snapshot.params_hash
+        elif snapshot.params_hash != self._params_hash:
+            raise ScoringError(
+                f"cannot aggregate snapshots of two parameter sets "
+                f"({self._params_hash[:12]} and {snapshot.params_hash[:12]})"
+            )
+        acc = self.markets.setdefault(snapshot.market, MarketAccumulator(snapshot.market))
+        acc.snapshots += 1
+        acc.authority_of.update(snapshot.authority_of)
+        if self.aggregation == "sum":
+            contributions = snapshot.scores
+        else:
+            total = math.fsum(snapshot.scores.values())
+            contributions = {
+                m: (s / total if total > 0 else 0.0) for m, s in snapshot.scores.items()
+            }
+        for maker, value in contributions.items():
+            acc.totals.setdefault(maker, ExactSum()).add(value)
+
+    def merge(self, other: WeekAccumulator) -> None:
+        if other.aggregation != self.aggregation:
+            raise ScoringError("cannot merge week totals of two aggregations")
+        if self._params_hash is None:
+            self._params_hash = other._params_hash
+        elif other._params_hash not in (None, self._params_hash):
+            raise ScoringError("cannot merge week totals of two parameter sets")
+        for name, theirs in other.markets.items():
+            mine = self.markets.setdefault(name, MarketAccumulator(name))
+            mine.snapshots += theirs.snapshots
+            mine.authority_of.update(theirs.authority_of)
+            for maker, total in theirs.totals.items():
+                mine.totals.setdefault(maker, ExactSum()).merge(total)
+
+    def totals(self, market: str) -> dict[str, float]:
+        acc = self.markets.get(market)
+        return {m: s.value for m, s in acc.totals.items()} if acc else {}
+
+
+@dataclass(frozen=True, slots=True)
+class Participants:
+    """Who shares the week's rewards: everyone (``registered is None``) or a registered set,
+    minus forfeited authorities. Non-participants' liquidity still counts in ``L`` and ``Q``."""
+
+    registered: frozenset[str] | None = None
+    forfeited: frozenset[str] = frozenset()
+
+    def includes(self, authority: str) -> bool:
+        if authority in self.forfeited:
+            return False
+        return self.registered is None or authority in self.registered
+
+
+@dataclass(frozen=True, slots=True)
+class WeekTerms:
+    """What the program says about one week: pools in micro-USDC, pause, participants."""
+
+    week: Week
+    score_pools: Mapping[str, int]
+    volume_pool: int
+    participants: Participants
+    paused: bool = False
+    pause_reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MakerResult:
+    maker: str
+    authority: str
+    weight: float | int
+    participant: bool
+    share: Fraction
+    reward: int
+
+
+@dataclass(frozen=True, slots=True)
+class PoolResult:
+    """One paid pool: a market's score pool, or the volume pool (``market`` = ``"*volume"``)."""
+
+    market: str
+    pool: int
+    snapshots: int
+    makers: tuple[MakerResult, ...]
+
+    @property
+    def paid(self) -> int:
+        return sum(m.reward for m in self.makers)
+
+    @property
+    def unallocated(self) -> int:
+        return self.pool - self.paid
+
+
+VOLUME = "*volume"
+
+
+@dataclass(frozen=True, slots=True)
+class WeekResult:
+    week: Week
+    method: str
+    params_hash: str
+    paused: bool
+    pause_reason: str
+    pools: tuple[PoolResult, ...]
+
+    def payouts(self) -> dict[str, int]:
+        """Micro-USDC per authority: score rewards over markets plus the volume reward."""
+        out: dict[str, int] = {}
+        for pool in self.pools:
+            for m in pool.makers:
+                if m.reward:
+                    out[m.authority] = out.get(m.authority, 0) + m.reward
+        return dict(sorted(out.items()))
+
+    @property
+    def unallocated(self) -> int:
+        return sum(p.unallocated for p in self.pools)
+
+
+def _pool_result(
+    *,
+    market: str,
+    pool: int,
+    snapshots: int,
+    weights: Mapping[str, float | int],
+    authority_of: Mapping[str, str],
+    participants: Participants,
+) -> PoolResult:
+    eligible = {m: w for m, w in weights.items() if participants.includes(authority_of[m])}
+    amounts = payouts.allocate(pool, eligible)
+    shares = payouts.shares(eligible)
+    makers = tuple(
+        MakerResult(
+            maker=m,
+            authority=authority_of[m],
+            weight=weights[m],
+            participant=m in eligible,
+            share=shares.get(m, Fraction(0)),
+            reward=amounts.get(m, 0),
+        )
+        for m in sorted(weights, key=lambda k: (-Fraction(weights[k]), k))
+    )
+    return PoolResult(market=market, pool=pool, snapshots=snapshots, makers=makers)
+
+
+def settle(
+    terms: WeekTerms,
+    scores: WeekAccumulator,
+    maker_volume: Mapping[str, int],
+    *,
+    method: str,
+    params_hash: str,
+) -> WeekResult:
+    """Shares and payouts of a week from its score totals and per-authority maker volume.
+
+    A paused week pays nothing: every pool is reported with pool 0. Markets with scores but no
+    pool (e.g. SUI-PERP from 14 Aug 2023) are reported with pool 0; a pool with no scoring
+    participant stays unallocated.
+    """
+    paid = not terms.paused
+    markets = sorted(set(terms.score_pools) | set(scores.markets))
+    pools: list[PoolResult] = []
+    for market in markets:
+        acc = scores.markets.get(market, MarketAccumulator(market))
+        pool = terms.score_pools.get(market, 0) if paid else 0
+        pools.append(
+            _pool_result(
+                market=market,
+                pool=pool,
+                snapshots=acc.snapshots,
+                weights=scores.totals(market),
+                authority_of=acc.authority_of,
+                participants=terms.participants,
+            )
+        )
+    volume = dict(maker_volume)
+    pools.append(
+        _pool_result(
+            market=VOLUME,
+            pool=terms.volume_pool if paid else 0,
+            snapshots=0,
+            weights=volume,
+            authority_of={a: a for a in volume},
+            participants=terms.participants,
+        )
+    )
+    return WeekResult(
+        week=terms.week,
+        method=method,
+        params_hash=params_hash,
+        paused=terms.paused,
+        pause_reason=terms.pause_reason,
+        pools=tuple(pools),
+    )
