@@ -1,0 +1,207 @@
+"""The ``driftsnap`` command: thin subcommands; errors become one message and an exit code.
+
+Exit codes: 0 success, 1 a run-time failure, 2 bad input or configuration (a usage error, a
+book that does not validate, a bad program file), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from driftsnap import __version__, config, logs, report
+from driftsnap.errors import DriftsnapError, InputError
+from driftsnap.scoring import bookfile, methods, scorer, week
+
+Handler = Callable[[argparse.Namespace, config.Settings], int]
+
+EPILOG = """\
+Environment: every global flag can also be set as DRIFTSNAP_<FLAG> (e.g. DRIFTSNAP_PROGRAM_FILE,
+DRIFTSNAP_LOG_LEVEL). Run `driftsnap COMMAND --help` for a command's own flags and examples.
+"""
+
+
+def _score_book(args: argparse.Namespace, settings: config.Settings) -> int:
+    path: Path = args.book
+    try:
+        text = sys.stdin.read() if str(path) == "-" else path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text; expected a JSON book") from None
+    book = bookfile.parse(text, source=str(path))
+    method = methods.get(_method_name(args, settings))
+    result = scorer.score(book, method)
+    if args.format == "json":
+        print(json.dumps(report.snapshot_json(result), indent=2))
+    else:
+        report.print_snapshot(result)
+    return 0
+
+
+def _method_name(args: argparse.Namespace, settings: config.Settings) -> str:
+    if args.method:
+        return str(args.method)
+    if settings.method:
+        return settings.method
+    return config.load_program(settings.program_file).method
+
+
+def _methods(args: argparse.Namespace, settings: config.Settings) -> int:
+    if args.name:
+        print(methods.get(args.name).canonical_json())
+        return 0
+    rows = [
+        {"name": m.name, "kind": m.kind, "maker_key": m.maker_key, "params_hash": m.params_hash}
+        for m in methods.PRESETS.values()
+    ]
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+    else:
+        report.print_rows("Scoring methods", rows)
+    return 0
+
+
+def _program(args: argparse.Namespace, settings: config.Settings) -> int:
+    program = config.load_program(settings.program_file)
+    w = week.Week.parse(args.week) if args.week else week.Week.containing(report.utcnow())
+    terms = program.terms(w)
+    doc: dict[str, Any] = {
+        "program": program.name,
+        "revision": program.revision,
+        "digest": program.digest,
+        "source_file": str(settings.program_file or config.SHIPPED_PROGRAM),
+        "method": program.method,
+        "week": str(w),
+        "week_start": w.start.isoformat(),
+        "week_end": w.end.isoformat(),
+        "paused": terms.paused,
+        "pause_reason": terms.pause_reason,
+        "score_pools_usdc": {m: report.usdc(v) for m, v in terms.score_pools.items()},
+        "volume_pool_usdc": report.usdc(terms.volume_pool),
+        "participants": (
+            "all"
+            if terms.participants.registered is None
+            else sorted(terms.participants.registered)
+        ),
+        "forfeited": sorted(terms.participants.forfeited),
+    }
+    if args.format == "json":
+        print(json.dumps(doc, indent=2))
+    else:
+        report.print_mapping(f"Program {program.name} — week {w}", doc)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="driftsnap",
+        description="Drift v2 market-maker incentive scoring, computed from the chain itself.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"driftsnap {__version__}")
+    parser.add_argument(
+        "--program",
+        dest="program_file",
+        type=Path,
+        metavar="FILE",
+        help="program TOML overriding the shipped one key by key (pools, method, participants)",
+    )
+    parser.add_argument("--log-level", choices=sorted(logs.LEVELS), help="default: info")
+    parser.add_argument(
+        "--log-format",
+        choices=["auto", "json", "console"],
+        help="default: auto (console on a TTY, JSON otherwise)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser(
+        "score-book",
+        help="score one book file and print each maker's score and bracketed liquidity",
+        description=(
+            "Score one book (JSON) under a scoring method and print each maker's score, its\n"
+            "per-bracket liquidity (l, L, Q, V per bracket and side) and the params_hash.\n\n"
+            "Book format (prices in 1e6, sizes in 1e9, all integers):\n"
+            '  {"market": "SOL-PERP", "market_index": 0, "slot": 123, "ts": 1700000000,\n'
+            '   "oracle_price": 100000000,\n'
+            '   "orders": [{"user": "<base58>", "authority": "<base58>", "side": "bid",\n'
+            '               "price": 99990000, "size": 50000000000, "order_id": 7}]}'
+        ),
+        epilog=(
+            "examples:\n"
+            "  driftsnap score-book examples/sol-perp-two-makers.json\n"
+            "  driftsnap score-book book.json --method drift-mm-scoring --format json\n"
+            "  cat book.json | driftsnap score-book -"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("book", type=Path, metavar="BOOK.json", help="book file, or - for stdin")
+    p.add_argument(
+        "--method",
+        choices=sorted(methods.PRESETS),
+        help="scoring method (default: the program's, drift-2023-08)",
+    )
+    p.add_argument("--format", choices=["table", "json"], default="table")
+    p.set_defaults(handler=_score_book)
+
+    p = sub.add_parser(
+        "methods",
+        help="list the scoring methods and their params_hash, or print one's canonical JSON",
+        description=(
+            "Without NAME: every preset with its params_hash. With NAME: the preset's canonical\n"
+            "JSON, whose sha256 is the params_hash stored with every score it produces."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("name", nargs="?", choices=sorted(methods.PRESETS), metavar="NAME")
+    p.add_argument("--format", choices=["table", "json"], default="table")
+    p.set_defaults(handler=_methods)
+
+    p = sub.add_parser(
+        "program",
+        help="validate the program parameters and show what is in force for a week",
+        description=(
+            "Load the shipped program file (and the --program override), validate it, and print\n"
+            "the pools, pause and participants in force for a week (default: the current one)."
+        ),
+        epilog=(
+            "examples:\n  driftsnap program --week 2023-W33\n  driftsnap --program my.toml program"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--week", metavar="YYYY-Www", help="ISO week, e.g. 2026-W47")
+    p.add_argument("--format", choices=["table", "json"], default="table")
+    p.set_defaults(handler=_program)
+
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = config.load_settings(
+            program_file=args.program_file, log_level=args.log_level, log_format=args.log_format
+        )
+        logs.configure(settings.log_level, settings.log_format)
+        handler: Handler = args.handler
+        return handler(args, settings)
+    except DriftsnapError as exc:
+        print(f"driftsnap: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("driftsnap: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # `driftsnap score-book book.json | head`: the reader left; not an error of ours.
+        sys.stderr.close()
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,287 @@
+"""Configuration: one frozen :class:`Settings` and the program parameters.
+
+``Settings`` is read once, in the CLI, from ``DRIFTSNAP_*`` environment variables and command-line
+flags, and passed down; nothing else reads ``os.environ``.
+
+The **program** (pools, method, pauses, participants, forfeits) lives in a versioned TOML file
+shipped with the package (``driftsnap/programs/drift-maker-incentive.toml``). A user file given
+with ``--program FILE`` overrides it key by key: every top-level key the user file sets replaces
+the shipped key (arrays of tables whole). Any mistake gives one :class:`ConfigError` line naming
+the file and the key, e.g. ``program.toml: score_pool[2].usdc: must be >= 0 (got '-5')``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from solders.pubkey import Pubkey
+
+from driftsnap import errors
+from driftsnap.errors import ConfigError, ScoringError
+from driftsnap.scoring import methods, payouts, week
+
+PROGRAM_FORMAT = 1
+SHIPPED_PROGRAM = "drift-maker-incentive.toml"
+
+LogFormat = Literal["auto", "json", "console"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+
+class Settings(BaseSettings):
+    """Process settings. Environment: ``DRIFTSNAP_<FIELD>``; CLI flags win over the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="DRIFTSNAP_", frozen=True, extra="forbid")
+
+    program_file: Path | None = None
+    method: str | None = None
+    log_level: LogLevel = "info"
+    log_format: LogFormat = "auto"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment with non-``None`` CLI ``overrides`` applied on top."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        names = {
+            f: (f"--{f.replace('_', '-')}" if f in given else f"DRIFTSNAP_{f.upper()}")
+            for f in Settings.model_fields
+        }
+        raise ConfigError(f"config error: {errors.describe(exc, names=names)}") from None
+
+
+# ---------------------------------------------------------------------------- program file
+
+
+def _usdc(value: Any) -> int:
+    """Micro-USDC from a TOML integer or a decimal string with at most 6 decimals."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f"must be an integer or a decimal string of USDC (got {value!r})")
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        raise ValueError(f"not a USDC amount: {value!r}") from None
+    micro = amount * payouts.MICRO_USDC
+    if micro != micro.to_integral_value() or amount < 0:
+        raise ValueError(f"must be >= 0 with at most 6 decimals (got {value!r})")
+    return int(micro)
+
+
+MicroUsdc = Annotated[int, BeforeValidator(_usdc)]
+
+
+def _week(value: Any) -> week.Week:
+    if isinstance(value, week.Week):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"must be a week like '2026-W47' (got {value!r})")
+    try:
+        return week.Week.parse(value)
+    except ScoringError as exc:
+        raise ValueError(str(exc)) from None
+
+
+WeekField = Annotated[week.Week, BeforeValidator(_week)]
+
+
+def _monday(value: date) -> date:
+    if value.weekday() != 0:
+        raise ValueError(f"{value} is not a Monday (program weeks start Monday 00:00 UTC)")
+    return value
+
+
+def _authority(value: str) -> str:
+    try:
+        Pubkey.from_string(value)
+    except ValueError:
+        raise ValueError(f"not a base58 public key: {value!r}") from None
+    return value
+
+
+class _Entry(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+
+class ScorePool(_Entry):
+    market: str = Field(min_length=1)
+    usdc: MicroUsdc
+    effective_from: date
+
+    _monday = field_validator("effective_from")(_monday)
+
+
+class VolumePool(_Entry):
+    usdc: MicroUsdc
+    effective_from: date
+
+    _monday = field_validator("effective_from")(_monday)
+
+
+class Pause(_Entry):
+    week: WeekField
+    reason: str = Field(min_length=1)
+
+
+class Participant(_Entry):
+    authority: str
+    from_week: WeekField | None = None
+    until_week: WeekField | None = None
+
+    _authority = field_validator("authority")(_authority)
+
+    def active(self, w: week.Week) -> bool:
+        return (self.from_week is None or self.from_week <= w) and (
+            self.until_week is None or w <= self.until_week
+        )
+
+
+class Forfeit(_Entry):
+    authority: str
+    weeks: tuple[WeekField, ...] = Field(min_length=1)
+    reason: str = Field(min_length=1)
+
+    _authority = field_validator("authority")(_authority)
+
+
+class Program(_Entry):
+    """The incentive program's parameters, validated."""
+
+    format: Literal[1]
+    name: str = Field(min_length=1)
+    revision: str = Field(min_length=1)
+    source: str = ""
+    method: str
+    starts: date
+    participants: Literal["all", "registered"]
+    score_pool: tuple[ScorePool, ...] = ()
+    volume_pool: tuple[VolumePool, ...] = ()
+    paused: tuple[Pause, ...] = ()
+    participant: tuple[Participant, ...] = ()
+    forfeit: tuple[Forfeit, ...] = ()
+
+    _starts = field_validator("starts")(_monday)
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, value: str) -> str:
+        if value not in methods.PRESETS:
+            known = ", ".join(sorted(methods.PRESETS))
+            raise ValueError(f"unknown scoring method {value!r} (known: {known})")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Program:
+        seen: set[tuple[str, date]] = set()
+        for i, pool in enumerate(self.score_pool):
+            if (pool.market, pool.effective_from) in seen:
+                raise ValueError(
+                    f"score_pool[{i}]: a second {pool.market} pool from {pool.effective_from}"
+                )
+            seen.add((pool.market, pool.effective_from))
+        dates = [p.effective_from for p in self.volume_pool]
+        if len(dates) != len(set(dates)):
+            raise ValueError("volume_pool: two entries with the same effective_from")
+        if self.participants == "registered" and not self.participant:
+            raise ValueError("participants = 'registered' but no [[participant]] is listed")
+        return self
+
+    @property
+    def digest(self) -> str:
+        """sha256 of the program's canonical JSON: which program produced a result."""
+        text = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def markets(self) -> list[str]:
+        """Markets the program has ever named, in file order."""
+        return list(dict.fromkeys(p.market for p in self.score_pool))
+
+    def score_pools(self, w: week.Week) -> dict[str, int]:
+        """Score pool (micro-USDC) of each market in force for week ``w``."""
+        pools: dict[str, int] = {}
+        for market in self.markets():
+            entries = [
+                p for p in self.score_pool if p.market == market and p.effective_from <= w.monday
+            ]
+            if entries:
+                pools[market] = max(entries, key=lambda p: p.effective_from).usdc
+        return pools
+
+    def volume_pool_for(self, w: week.Week) -> int:
+        entries = [p for p in self.volume_pool if p.effective_from <= w.monday]
+        return max(entries, key=lambda p: p.effective_from).usdc if entries else 0
+
+    def terms(self, w: week.Week) -> week.WeekTerms:
+        """Everything the program says about week ``w``."""
+        if w.monday < self.starts:
+            return week.WeekTerms(
+                week=w,
+                score_pools={},
+                volume_pool=0,
+                participants=week.Participants(registered=frozenset()),
+                paused=True,
+                pause_reason=f"before the program started ({self.starts})",
+            )
+        pause = next((p for p in self.paused if p.week == w), None)
+        registered = (
+            frozenset(p.authority for p in self.participant if p.active(w))
+            if self.participants == "registered"
+            else None
+        )
+        forfeited = frozenset(f.authority for f in self.forfeit if w in f.weeks)
+        return week.WeekTerms(
+            week=w,
+            score_pools=self.score_pools(w),
+            volume_pool=self.volume_pool_for(w),
+            participants=week.Participants(registered=registered, forfeited=forfeited),
+            paused=pause is not None,
+            pause_reason=pause.reason if pause else "",
+        )
+
+
+def _read_toml(text: str, source: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML ({exc})") from None
+
+
+def load_program(user_file: Path | None = None) -> Program:
+    """The shipped program, overridden key by key by ``user_file`` when given."""
+    shipped = resources.files("driftsnap.programs").joinpath(SHIPPED_PROGRAM).read_text()
+    data = _read_toml(shipped, SHIPPED_PROGRAM)
+    source = SHIPPED_PROGRAM
+    if user_file is not None:
+        try:
+            text = user_file.read_text()
+        except OSError as exc:
+            raise ConfigError(f"program file {user_file}: {exc.strerror}") from None
+        override = _read_toml(text, str(user_file))
+        if "format" in override and override["format"] != PROGRAM_FORMAT:
+            raise ConfigError(
+                f"{user_file}: format: this driftsnap reads program format {PROGRAM_FORMAT}, "
+                f"got {override['format']!r}"
+            )
+        data.update(override)
+        source = str(user_file)
+    try:
+        return Program.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {errors.describe(exc)}") from None
