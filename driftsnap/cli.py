@@ -16,6 +16,7 @@ from typing import Any
 from driftsnap import __version__, config, logs, report
 from driftsnap.errors import DriftsnapError, InputError
 from driftsnap.scoring import bookfile, methods, scorer, week
+from driftsnap.simnet import command as simnet_command
 
 Handler = Callable[[argparse.Namespace, config.Settings], int]
 
@@ -95,6 +96,10 @@ def _program(args: argparse.Namespace, settings: config.Settings) -> int:
     else:
         report.print_mapping(f"Program {program.name} — week {w}", doc)
     return 0
+
+
+def _simnet(args: argparse.Namespace, settings: config.Settings) -> int:
+    return simnet_command.run(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -178,6 +183,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["table", "json"], default="table")
     p.set_defaults(handler=_program)
 
+    p = sub.add_parser(
+        "simnet",
+        help="serve a simulated Drift market over Solana JSON-RPC on localhost",
+        description=(
+            "A local Solana JSON-RPC node (HTTP and websocket on one port) serving byte-exact\n"
+            "Drift v2 accounts of a simulated market that moves: oracles walk, makers re-quote,\n"
+            "takers fill. For trying driftsnap, tests, benchmarks and rehearsing a deployment\n"
+            "without an RPC bill. Deterministic from --seed. Read-only: it never signs.\n\n"
+            "Ground truth for checking a reader: GET /_simnet/book?slot=S&market=I returns the\n"
+            "exact eligible book at slot S in the score-book format; GET /_simnet/fills?from=&to=\n"
+            "the fills. Faults can also be set at run time with POST /_simnet/faults."
+        ),
+        epilog=(
+            "examples:\n"
+            "  driftsnap simnet                          # default scenario on 127.0.0.1:8899\n"
+            "  driftsnap simnet --scenario quiet --fast --port 0\n"
+            "  driftsnap simnet --fault-chaos 0.05       # 5% of requests fail like a real node"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    simnet_command.add_arguments(p)
+    p.set_defaults(handler=_simnet)
     return parser
 
 

@@ -1,0 +1,157 @@
+"""``driftsnap simnet``: run the simulated node until SIGINT or SIGTERM.
+
+The CLI wires two functions: :func:`add_arguments` fills the subcommand's parser and :func:`run`
+serves, printing one line that says where, and returns the exit code. Signals only set the stop
+event; shutting down (closing sockets, cancelling the clock) happens in the normal flow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from typing import TYPE_CHECKING
+
+import pydantic
+
+from driftsnap import errors
+from driftsnap.simnet import faults as faults_mod
+from driftsnap.simnet import scenarios
+
+if TYPE_CHECKING:
+    import argparse
+
+FAST_TICK_S = 0.02
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``simnet`` flags to ``parser``."""
+    parser.add_argument(
+        "--scenario", choices=sorted(scenarios.SCENARIOS), default="default", help="market set-up"
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=8899, help="port for HTTP and websocket")
+    parser.add_argument("--seed", type=int, default=0, help="the simulation is a function of it")
+    parser.add_argument(
+        "--slot-ms", type=int, default=400, help="simulated milliseconds per slot (and wall time)"
+    )
+    parser.add_argument(
+        "--fast",
+        action="store_true",
+        help=f"advance a slot every {FAST_TICK_S * 1000:.0f} ms of wall time",
+    )
+    parser.add_argument(
+        "--manual-clock",
+        action="store_true",
+        help="never advance on its own; step with POST /_simnet/step",
+    )
+    faults = parser.add_argument_group("faults (also settable with POST /_simnet/faults)")
+    faults.add_argument(
+        "--fault-chaos",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="chance per request of a 429, -32005, -32016 or backwards slot",
+    )
+    faults.add_argument("--fault-delay-ms", type=int, default=0, help="delay every response")
+    faults.add_argument("--fault-retry-after-s", type=int, default=1, help="Retry-After of 429s")
+    faults.add_argument(
+        "--fault-tx-null-slots",
+        type=int,
+        default=0,
+        metavar="N",
+        help="getTransaction is null until a transaction is N slots old",
+    )
+    faults.add_argument(
+        "--fault-malformed",
+        type=int,
+        default=0,
+        metavar="N",
+        help="serve N user accounts malformed (truncated, wrong discriminator, wrong owner)",
+    )
+    faults.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set any fault at start, value in JSON: --fault http_429=5 --fault ws_silent=true",
+    )
+
+
+def faults_from(args: argparse.Namespace, sim_users: list[str]) -> faults_mod.Faults:
+    """The faults the flags ask for; malformed accounts are the first N users, kinds in turn."""
+    kinds: tuple[faults_mod.Malformation, ...] = ("truncated", "wrong_discriminator", "wrong_owner")
+    malformed = {u: kinds[i % 3] for i, u in enumerate(sim_users[: args.fault_malformed])}
+    settings: dict[str, object] = {
+        "chaos": args.fault_chaos,
+        "delay_ms": args.fault_delay_ms,
+        "retry_after_s": args.fault_retry_after_s,
+        "transaction_null_slots": args.fault_tx_null_slots,
+        "malformed": malformed,
+    }
+    for item in args.fault:
+        name, sep, text = item.partition("=")
+        if not sep:
+            raise errors.ConfigError(f"--fault {item!r}: expected NAME=VALUE")
+        try:
+            settings[name] = json.loads(text)
+        except ValueError:
+            settings[name] = text  # a bare word: let validation say whether a string fits
+    try:
+        return faults_mod.Faults().updated(settings)
+    except pydantic.ValidationError as exc:
+        raise errors.ConfigError(f"invalid simnet faults: {exc}") from exc
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until SIGINT/SIGTERM; 0 on a clean stop.
+
+    Bad fault flags and an address it cannot listen on raise :class:`~driftsnap.errors.ConfigError`.
+    """
+    return asyncio.run(_serve(args))
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: the server pulls in anchorpy and the IDL (~0.5 s), and every
+    # `driftsnap` command builds this subcommand's parser.
+    from driftsnap.simnet import layout, server  # noqa: PLC0415
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if args.manual_clock:
+        tick_s: float | None = None
+    else:
+        tick_s = FAST_TICK_S if args.fast else args.slot_ms / 1000
+    try:
+        async with server.serve(
+            args.scenario,
+            seed=args.seed,
+            host=args.host,
+            port=args.port,
+            slot_ms=args.slot_ms,
+            tick_s=tick_s,
+        ) as node:
+            users = [str(a) for a in node.sim.users]
+            node.set_faults(**faults_from(args, users).model_dump())
+            print(  # the one line a user (or a test) waits for
+                json.dumps(
+                    {
+                        "event": "simnet_listening",
+                        "rpc": node.url,
+                        "ws": node.ws_url,
+                        "scenario": args.scenario,
+                        "seed": args.seed,
+                        "slot": node.sim.slot,
+                        "program": str(layout.DRIFT_PROGRAM_ID),
+                    }
+                ),
+                flush=True,
+            )
+            await stop.wait()
+    except OSError as exc:  # the port is taken or the address is not ours
+        raise errors.ConfigError(f"simnet cannot listen on {args.host}:{args.port}: {exc}") from exc
+    print(json.dumps({"event": "simnet_stopped"}), file=sys.stderr, flush=True)
+    return 0
