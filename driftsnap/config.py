@@ -26,6 +26,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -51,6 +52,10 @@ class Settings(BaseSettings):
 
     program_file: Path | None = None
     method: str | None = None
+    # None: an embedded PostgreSQL with its data in the user data directory.
+    database_url: SecretStr | None = None
+    # None: <user data dir>/postgres (embedded server only).
+    data_dir: Path | None = None
     log_level: LogLevel = "info"
     log_format: LogFormat = "auto"
 

@@ -3,10 +3,13 @@
     DriftsnapError                 root: the CLI turns any of these into one line and an exit code
     ├── ConfigError                bad settings or program file; names the offending key
     ├── InputError                 a book or other user-supplied file that cannot be used
-    └── ScoringError               inputs that are well-formed but cannot be scored together
-                                   (a book of another market, an unknown method, ...)
+    ├── ScoringError               inputs that are well-formed but cannot be scored together
+    │                              (a book of another market, an unknown method, ...)
+    ├── SamplingError              (sampling) a seed or cadence the schedule cannot use
+    ├── ChainError                 (chain.errors) reading the chain: RPC, accounts, markets
+    └── StoreError                 (store.errors) Postgres: connection, schema, locks
 
-Later layers (chain, store, daemon) add their own subclasses under the root, so a caller can catch
+Each layer defines its own subclasses in its own package, so a caller can catch
 ``DriftsnapError`` and know that anything else is a bug.
 """
 

