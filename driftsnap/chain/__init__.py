@@ -4,7 +4,7 @@ Rules of this room (enforced by import-linter in pyproject.toml): it may use ``d
 types (a book is what it produces) but never imports ``driftsnap.store``, the daemon or the CLI;
 it never holds a private key and never sends a transaction.
 
-From account bytes to books, one module per step:
+From an RPC endpoint to books, one module per step:
 
     idl          layouts from the IDL driftpy ships: numpy dtypes, discriminators, enum variants
     accounts     program id, the kinds read, check(owner, data, kind), Skipped counts, RPC data
@@ -12,6 +12,10 @@ From account bytes to books, one module per step:
     eligibility  spec 1.1 (resting limit order, trigger fired, size left, not expired) and prices
     markets      PerpMarket accounts, selection by name or index, oracle prices via driftpy
     books        eligible orders of the configured markets, sorted, as ``scoring.book.Book``
+    rpc          our JSON-RPC client over httpx: throttles per method class, the 429 pause of
+                 the whole endpoint, retries with backoff, typed errors, a redacted URL
+    snapshot     one read: User gPA at slot S, markets and oracles at minContextSlot S, block
+                 time, books; rejected (with a reason) when slots disagree or accounts are bad
     errors       ChainError and its subclasses (hierarchy drawn there)
 
 driftpy's decoders and math are the reference: the tests hold every decoded field, verdict and

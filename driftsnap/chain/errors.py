@@ -6,10 +6,22 @@
         ├── SnapshotRejectedError    too large a share of the User accounts was bad: no books
         ├── MarketNotFoundError      a configured market (by name or index) is not on chain
         ├── UnsupportedOracleError   a market's oracle source is one driftsnap cannot price
-        └── OracleError              a market's oracle account is missing or does not decode
+        ├── OracleError              a market's oracle account is missing or does not decode
+        └── RpcError                 the RPC endpoint answered with an error (code, method)
+            ├── NodeBehindError      -32005: the node lags the cluster           (retried)
+            ├── MinContextSlotError  -32016, or a provider's -32603 saying so    (retried)
+            ├── RateLimitedError     HTTP 429; the whole endpoint pauses         (retried)
+            ├── RpcTimeoutError      no whole answer within the timeout          (retried)
+            └── TransportError       no JSON-RPC answer: connection refused or reset, an HTTP
+                                     error status, a body that is not JSON-RPC  (5xx and
+                                     connection errors retried; other statuses not)
 
 Single bad User accounts are not raised: they are skipped and counted
 (:class:`driftsnap.chain.accounts.Skipped`); only their share decides whether the snapshot stands.
+A snapshot whose slots disagree is not an error either: :mod:`driftsnap.chain.snapshot` returns it
+rejected, with a reason. An :class:`RpcError` of a retried kind is raised only once the retries
+are spent; its ``attempts`` says how many requests were made. No message carries the endpoint's
+URL beyond its redacted form (``scheme://host[:port]/…``): the path or query may hold an API key.
 """
 
 from __future__ import annotations
@@ -46,3 +58,75 @@ class UnsupportedOracleError(ChainError):
 
 class OracleError(ChainError):
     """A market's oracle account that is missing, malformed or gives no usable price."""
+
+
+class RpcError(ChainError):
+    """A JSON-RPC call that failed; ``code`` is the JSON-RPC error code (or HTTP status) if any.
+
+    ``retryable`` says whether the client tried (or would try) the call again.
+    """
+
+    retryable: bool = False
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        method: str,
+        endpoint: str,
+        code: int | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        super().__init__(f"{method} at {endpoint}: {detail}")
+        self.detail = detail
+        self.method = method
+        self.endpoint = endpoint
+        self.code = code
+        self.attempts = 1
+        if retryable is not None:
+            self.retryable = retryable
+
+    def gave_up(self, attempts: int) -> RpcError:
+        """This error, marked as the last of ``attempts`` requests."""
+        self.attempts = attempts
+        self.args = (
+            f"{self.method} at {self.endpoint}: {self.detail} (gave up after {attempts} attempts)",
+        )
+        return self
+
+
+class NodeBehindError(RpcError):
+    """-32005: the node is behind the cluster; another try (or node) may be current."""
+
+    retryable = True
+
+
+class MinContextSlotError(RpcError):
+    """The node has not reached the ``minContextSlot`` asked for (-32016, or -32603 from some
+    providers); retried with the same ``minContextSlot``."""
+
+    retryable = True
+
+
+class RateLimitedError(RpcError):
+    """HTTP 429; ``retry_after_s`` is what the endpoint asked for (``None`` when it did not)."""
+
+    retryable = True
+
+    def __init__(
+        self, detail: str, *, method: str, endpoint: str, retry_after_s: float | None
+    ) -> None:
+        super().__init__(detail, method=method, endpoint=endpoint, code=429)
+        self.retry_after_s = retry_after_s
+
+
+class RpcTimeoutError(RpcError):
+    """No complete answer within the configured timeout."""
+
+    retryable = True
+
+
+class TransportError(RpcError):
+    """No JSON-RPC answer at all: refused or dropped connection, HTTP error status, not JSON."""
+
+    retryable = True

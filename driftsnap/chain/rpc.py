@@ -1,0 +1,341 @@
+"""A small Solana JSON-RPC client of our own, over ``httpx.AsyncClient``.
+
+One :class:`Client` per endpoint. Each call goes through
+
+1. the endpoint's pause: after a 429 nobody sends anything until ``Retry-After`` has passed;
+2. a throttle of its method class (``getProgramAccounts`` has its own: providers meter it apart,
+   and one of them costs more than a hundred ``getMultipleAccounts``);
+3. one HTTP POST under a total timeout, whose answer is classified by
+   :mod:`driftsnap.chain.errors` (-32005, -32016, 429, timeout, transport);
+4. retries of the retryable kinds, with exponential backoff and jitter, up to ``max_retries``;
+   then the last error is raised, with ``attempts`` set.
+
+The endpoint URL may carry an API key in its path or query. It is used for requests only: every
+log line, message and repr shows :func:`redact` of it, and httpx's own request log line (which
+prints the full URL) is rewritten by a filter while a client is open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import itertools
+import json
+import logging
+import random
+import time
+import urllib.parse
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+import httpx
+from asyncio_throttle.throttler import Throttler
+
+from driftsnap import logs
+from driftsnap.chain import errors
+from driftsnap.errors import ConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Mapping, Sequence
+    from types import TracebackType
+
+Json = Any
+log = logs.get(__name__)
+
+NODE_BEHIND: Final = -32005
+MIN_CONTEXT_SLOT: Final = -32016
+INTERNAL_ERROR: Final = -32603  # some providers report an unreached minContextSlot so
+_GPA: Final = "getProgramAccounts"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class RpcSettings:
+    """How to talk to one endpoint. ``url`` is a secret: it never leaves this module unredacted."""
+
+    url: str
+    timeout_s: float = 30.0
+    max_retries: int = 4  # retries after the first attempt
+    rps: int = 10  # requests per second, every method but getProgramAccounts
+    gpa_rps: int = 2  # getProgramAccounts per second
+    backoff_base_s: float = 0.25
+    backoff_max_s: float = 8.0
+    retry_after_max_s: float = 60.0  # a Retry-After longer than this is capped (a broken proxy)
+
+    def __post_init__(self) -> None:
+        if self.timeout_s <= 0 or self.rps < 1 or self.gpa_rps < 1 or self.max_retries < 0:
+            raise ConfigError(
+                "RPC settings: timeout_s must be > 0, rps and gpa_rps >= 1, max_retries >= 0"
+            )
+
+    @property
+    def endpoint(self) -> str:
+        """The URL without what may be secret: ``scheme://host[:port]``, then ``/…`` if more."""
+        return redact(self.url)
+
+    def __repr__(self) -> str:
+        return (
+            f"RpcSettings(url={self.endpoint!r}, timeout_s={self.timeout_s}, "
+            f"max_retries={self.max_retries}, rps={self.rps}, gpa_rps={self.gpa_rps})"
+        )
+
+
+def redact(url: str) -> str:
+    """``scheme://host[:port]``, plus ``/…`` when the URL had a path, query or fragment.
+
+    User info (``user:key@``) is dropped, as are path and query, where providers put API keys.
+    """
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port is not None else ""
+    except ValueError:
+        return "<unparseable url>"
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 literal
+    more = "/…" if parts.path.strip("/") or parts.query or parts.fragment else ""
+    return f"{parts.scheme}://{host}{port}{more}"
+
+
+def _secrets(url: str) -> list[str]:
+    """Pieces of ``url`` that must not be shown, longest first (so the whole URL goes first)."""
+    parts = urllib.parse.urlsplit(url)
+    pieces = [
+        url,
+        parts.path,
+        parts.query,
+        parts.fragment,
+        parts.netloc if "@" in parts.netloc else "",
+    ]
+    pieces += [p for p in parts.path.split("/") if len(p) >= 8]
+    pieces += [v for _, v in urllib.parse.parse_qsl(parts.query) if v]
+    return sorted({p for p in pieces if len(p) > 1}, key=len, reverse=True)
+
+
+class _Scrubber(logging.Filter):
+    """Rewrites stdlib log records (httpx logs every request's full URL at INFO) to hide secrets."""
+
+    def __init__(self, url: str, endpoint: str) -> None:
+        super().__init__()
+        self._secrets = _secrets(url)
+        self._url = url
+        self._endpoint = endpoint
+
+    def scrub(self, text: str) -> str:
+        text = text.replace(self._url, self._endpoint)
+        for secret in self._secrets:
+            text = text.replace(secret, "…")
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        scrubbed = self.scrub(message)
+        if scrubbed != message:
+            record.msg, record.args = scrubbed, ()
+        return True
+
+
+class Client:
+    """JSON-RPC calls to one endpoint; use as ``async with rpc.Client(settings) as client``.
+
+    ``transport`` and ``event_hooks`` go to ``httpx.AsyncClient`` (tests put a faulty node or a
+    request recorder there).
+    """
+
+    def __init__(
+        self,
+        settings: RpcSettings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        event_hooks: Mapping[str, list[Callable[..., Awaitable[Any]]]] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.endpoint = settings.endpoint
+        # Whether getProgramAccounts may ask for base64+zstd; the snapshot clears it once a node
+        # refuses that encoding, so the refusal costs one request per client, not per snapshot.
+        self.zstd = True
+        self._http = httpx.AsyncClient(
+            transport=transport,
+            event_hooks={k: list(v) for k, v in (event_hooks or {}).items()},
+            timeout=httpx.Timeout(settings.timeout_s),
+            headers={"content-type": "application/json"},
+            # Settings are read once, by the CLI: no proxy or certificate settings from the
+            # environment behind its back.
+            trust_env=False,
+        )
+        self._throttle = Throttler(rate_limit=settings.rps, period=1.0)
+        self._gpa_throttle = Throttler(rate_limit=settings.gpa_rps, period=1.0)
+        self._paused_until = 0.0  # time.monotonic() before which no request is sent
+        self._ids = itertools.count(1)
+        self._scrubber = _Scrubber(settings.url, self.endpoint)
+        # Backoff jitter only spreads retries of many clients apart; it is not cryptographic.
+        self._jitter = random.Random()  # noqa: S311
+        logging.getLogger("httpx").addFilter(self._scrubber)
+
+    def __repr__(self) -> str:
+        return f"rpc.Client({self.endpoint!r})"
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+        logging.getLogger("httpx").removeFilter(self._scrubber)
+
+    async def call(self, method: str, params: Sequence[Json] = ()) -> Json:
+        """The ``result`` of one call, retried as the settings allow; a typed RpcError if not."""
+        throttle = self._gpa_throttle if method == _GPA else self._throttle
+        attempt = 0
+        while True:
+            attempt += 1
+            await self._wait_for_pause()
+            async with throttle:
+                # The throttle may have held us while a 429 arrived: look at the pause again.
+                await self._wait_for_pause()
+                try:
+                    return await self._send(method, params)
+                except errors.RpcError as exc:
+                    if not exc.retryable or attempt > self.settings.max_retries:
+                        raise exc.gave_up(attempt) from None
+                    failure = exc
+            delay = self._delay(failure, attempt)
+            log.warning(
+                "rpc_retry",
+                method=method,
+                attempt=attempt,
+                error=type(failure).__name__,
+                code=failure.code,
+                detail=failure.detail,
+                delay_s=round(delay, 3),
+                endpoint=self.endpoint,
+            )
+            await asyncio.sleep(delay)
+
+    def _delay(self, exc: errors.RpcError, attempt: int) -> float:
+        """Seconds to wait before the next attempt: backoff with jitter, or the 429 pause."""
+        if isinstance(exc, errors.RateLimitedError) and exc.retry_after_s is not None:
+            return 0.0  # _wait_for_pause does the waiting, for every caller at once
+        ceiling = min(
+            self.settings.backoff_max_s, self.settings.backoff_base_s * 2 ** (attempt - 1)
+        )
+        # "Equal jitter": at least half the backoff, so retries never bunch up at zero.
+        return float(ceiling / 2 + self._jitter.uniform(0, ceiling / 2))
+
+    async def _wait_for_pause(self) -> None:
+        while (left := self._paused_until - time.monotonic()) > 0:
+            await asyncio.sleep(left)
+
+    def _pause(self, seconds: float, method: str) -> None:
+        until = time.monotonic() + seconds
+        if until > self._paused_until:
+            self._paused_until = until
+            log.warning("rpc_paused", method=method, retry_after_s=seconds, endpoint=self.endpoint)
+
+    async def _send(self, method: str, params: Sequence[Json]) -> Json:
+        request_id = next(self._ids)
+        body = json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.settings.timeout_s):
+                response = await self._http.post(self.settings.url, content=body)
+        except (TimeoutError, httpx.TimeoutException):
+            raise errors.RpcTimeoutError(
+                f"no answer within {self.settings.timeout_s} s",
+                method=method,
+                endpoint=self.endpoint,
+            ) from None
+        except httpx.HTTPError as exc:
+            # from None: httpx errors hold the request, whose URL holds the key; the text of
+            # the error is kept, scrubbed.
+            raise errors.TransportError(
+                f"{type(exc).__name__}: {self._scrubber.scrub(str(exc)) or 'no detail'}",
+                method=method,
+                endpoint=self.endpoint,
+            ) from None
+        log.debug(
+            "rpc_call",
+            method=method,
+            status=response.status_code,
+            bytes=len(response.content),
+            ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+        return self._result(method, request_id, response)
+
+    def _result(self, method: str, request_id: int, response: httpx.Response) -> Json:
+        status = response.status_code
+        if status == 429:
+            retry_after = _retry_after(response.headers.get("retry-after"))
+            if retry_after is not None:
+                retry_after = min(retry_after, self.settings.retry_after_max_s)
+                self._pause(retry_after, method)
+            raise errors.RateLimitedError(
+                f"HTTP 429 (Retry-After {retry_after} s)",
+                method=method,
+                endpoint=self.endpoint,
+                retry_after_s=retry_after,
+            )
+        if status != 200:
+            # A gateway's 5xx passes; 401/403/404 (a wrong key or path) will not get better.
+            raise errors.TransportError(
+                f"HTTP {status}",
+                method=method,
+                endpoint=self.endpoint,
+                code=status,
+                retryable=status >= 500,
+            )
+        try:
+            answer = json.loads(response.content)
+        except ValueError:
+            raise errors.TransportError(
+                "answer is not JSON", method=method, endpoint=self.endpoint
+            ) from None
+        if not isinstance(answer, dict) or answer.get("id") != request_id:
+            raise errors.TransportError(
+                "answer is not a JSON-RPC response to this request",
+                method=method,
+                endpoint=self.endpoint,
+            )
+        if "error" in answer:
+            raise self._classify(method, answer["error"])
+        if "result" not in answer:
+            raise errors.TransportError(
+                "JSON-RPC response without result or error", method=method, endpoint=self.endpoint
+            )
+        return answer["result"]
+
+    def _classify(self, method: str, error: Json) -> errors.RpcError:
+        code = error.get("code") if isinstance(error, dict) else None
+        message = str(error.get("message", "")) if isinstance(error, dict) else str(error)
+        detail = f"{self._scrubber.scrub(message)} ({code})"
+        code = code if isinstance(code, int) else None
+        kind: type[errors.RpcError] = errors.RpcError
+        if code == NODE_BEHIND:
+            kind = errors.NodeBehindError
+        elif code == MIN_CONTEXT_SLOT or (
+            code == INTERNAL_ERROR and "minimum context slot" in message.lower()
+        ):
+            kind = errors.MinContextSlotError
+        return kind(detail, method=method, endpoint=self.endpoint, code=code)
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header: delta-seconds or an HTTP date."""
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
