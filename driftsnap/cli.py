@@ -7,6 +7,7 @@ book that does not validate, a bad program file), 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import csv
 import json
 import sys
@@ -14,7 +15,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from driftsnap import __version__, config, logs, report
+from driftsnap import __version__, config, daemon, logs, report
+from driftsnap.chain import rpc, snapshot
 from driftsnap.errors import ConfigError, DriftsnapError, InputError
 from driftsnap.scoring import bookfile, methods, scorer, week
 from driftsnap.simnet import command as simnet_command
@@ -220,6 +222,35 @@ def _scores(args: argparse.Namespace, settings: config.Settings) -> int:
     return 0
 
 
+def _books(args: argparse.Namespace, settings: config.Settings) -> int:
+    program = config.load_program(settings.program_file)
+    wanted = daemon.markets(settings, program, report.utcnow())
+    snap = asyncio.run(_take_snapshot(settings, wanted))
+    documents = snapshot.book_documents(snap)  # raises SnapshotRejectedError with the reason
+    if args.out is None:
+        print(json.dumps(documents, indent=2))
+    else:
+        out: Path = args.out
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            for name, doc in documents.items():
+                (out / f"{name}.json").write_text(json.dumps(doc, indent=1) + "\n")
+        except OSError as exc:
+            raise InputError(f"{out}: cannot write books ({exc.strerror})") from None
+    orders = sum(len(b.orders) for b in snap.books.values())
+    print(
+        f"slot {snap.slot}: {len(documents)} book(s), {orders} eligible orders"
+        + (f", written to {args.out}" if args.out is not None else ""),
+        file=sys.stderr,
+    )
+    return 0
+
+
+async def _take_snapshot(settings: config.Settings, wanted: list[str | int]) -> snapshot.Snapshot:
+    async with rpc.Client(daemon.rpc_settings(settings)) as client:
+        return await snapshot.take(client, daemon.snapshot_settings(settings), wanted)
+
+
 def _simnet(args: argparse.Namespace, settings: config.Settings) -> int:
     return simnet_command.run(args)
 
@@ -304,6 +335,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--week", metavar="YYYY-Www", help="ISO week, e.g. 2026-W47")
     p.add_argument("--format", choices=["table", "json"], default="table")
     p.set_defaults(handler=_program)
+
+    p = sub.add_parser(
+        "books",
+        help="take one snapshot from an RPC node and write each market's book (score-book format)",
+        description=(
+            "Read the Drift order book once, at a recorded slot, and write each configured\n"
+            "market's eligible orders in the score-book JSON format, with the slot and oracle\n"
+            "facts: the way to check what driftsnap sees. Read-only; never signs."
+        ),
+        epilog=(
+            "examples:\n"
+            "  driftsnap books --rpc-url http://127.0.0.1:8899 --out books/\n"
+            "  driftsnap books --rpc-url $RPC --market SOL-PERP --market 1\n"
+            "  driftsnap books --rpc-url $RPC --out b && driftsnap score-book b/SOL-PERP.json"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--rpc-url", metavar="URL", help="Solana JSON-RPC endpoint (DRIFTSNAP_RPC_URL)")
+    p.add_argument(
+        "--market",
+        dest="markets",
+        action="append",
+        metavar="NAME|INDEX",
+        help="a perp market (repeatable; default: those with a pool in the program)",
+    )
+    p.add_argument(
+        "--out", type=Path, metavar="DIR", help="write DIR/<market>.json (default: stdout)"
+    )
+    p.set_defaults(handler=_books)
 
     p = sub.add_parser(
         "db",
@@ -395,7 +455,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = config.load_settings(
-            program_file=args.program_file, log_level=args.log_level, log_format=args.log_format
+            program_file=args.program_file,
+            log_level=args.log_level,
+            log_format=args.log_format,
+            rpc_url=getattr(args, "rpc_url", None),
+            markets=getattr(args, "markets", None),
         )
         logs.configure(settings.log_level, settings.log_format)
         handler: Handler = args.handler

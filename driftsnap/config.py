@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import tomllib
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
 from importlib import resources
 from pathlib import Path
@@ -31,12 +32,13 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from solders.pubkey import Pubkey
 
 from driftsnap import errors
 from driftsnap.errors import ConfigError, ScoringError
-from driftsnap.scoring import methods, payouts, week
+from driftsnap.scoring import methods as methods_mod
+from driftsnap.scoring import payouts, week
 
 PROGRAM_FORMAT = 1
 SHIPPED_PROGRAM = "drift-maker-incentive.toml"
@@ -45,8 +47,36 @@ LogFormat = Literal["auto", "json", "console"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def _duration(value: Any) -> Any:
+    """``60``, ``"60s"``, ``"5m"``, ``"1h"``, ``"250ms"`` (or a timedelta) → timedelta."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    if isinstance(value, str) and (match := _DURATION.match(value)):
+        return timedelta(seconds=float(match[1]) * _UNITS[match[2]])
+    return value  # let pydantic say what is wrong (it also reads ISO 8601 'PT1M')
+
+
+def _names(value: Any) -> Any:
+    """``"SOL-PERP,BTC-PERP"`` from the environment, or a list from flags → a tuple."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
+Names = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_names)]
+
+
 class Settings(BaseSettings):
-    """Process settings. Environment: ``DRIFTSNAP_<FIELD>``; CLI flags win over the environment."""
+    """Process settings. Environment: ``DRIFTSNAP_<FIELD>``; CLI flags win over the environment.
+
+    Units are in the names or the types. Secrets are ``SecretStr``: they print as ``**********``
+    and only the code that connects reads them.
+    """
 
     model_config = SettingsConfigDict(env_prefix="DRIFTSNAP_", frozen=True, extra="forbid")
 
@@ -54,10 +84,54 @@ class Settings(BaseSettings):
     method: str | None = None
     # None: an embedded PostgreSQL with its data in the user data directory.
     database_url: SecretStr | None = None
-    # None: <user data dir>/postgres (embedded server only).
+    # None: the user data directory (embedded server only).
     data_dir: Path | None = None
     log_level: LogLevel = "info"
     log_format: LogFormat = "auto"
+
+    # The chain. The URL may carry an API key: it is a secret.
+    rpc_url: SecretStr | None = None
+    rpc_timeout_s: float = Field(default=30.0, gt=0)
+    rpc_max_retries: int = Field(default=4, ge=0)
+    # Requests per second: everything but getProgramAccounts, and getProgramAccounts.
+    rpc_rps: int = Field(default=10, ge=1)
+    rpc_gpa_rps: int = Field(default=2, ge=1)
+    # Markets by name or index; empty: every market with a score pool in the program.
+    markets: Names = ()
+    max_slot_gap: int = Field(default=25, ge=0)
+    max_skipped_share: float = Field(default=0.01, ge=0, le=1)
+
+    # The daemon.
+    cadence: Duration = timedelta(seconds=60)
+    # Scoring methods computed and stored each tick; empty: every preset.
+    methods: Names = ()
+    max_consecutive_failures: int = Field(default=10, ge=1)
+    metrics_host: str = "127.0.0.1"
+    # 0 turns the metrics and health endpoint off.
+    metrics_port: int = Field(default=9108, ge=0, le=65535)
+
+    @field_validator("methods")
+    @classmethod
+    def _known_methods(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [m for m in value if m not in methods_mod.PRESETS]
+        if unknown:
+            known = ", ".join(sorted(methods_mod.PRESETS))
+            raise ValueError(f"unknown scoring method {unknown[0]!r} (known: {known})")
+        return value
+
+    @field_validator("cadence")
+    @classmethod
+    def _cadence_divides_the_week(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=1) or timedelta(days=7) % value:
+            raise ValueError(
+                f"cadence must be at least 1 s and divide the week evenly (got {value})"
+            )
+        return value
+
+    def method_presets(self) -> tuple[methods_mod.Method, ...]:
+        """The methods each tick computes: the configured ones, else every preset."""
+        names = self.methods or tuple(methods_mod.PRESETS)
+        return tuple(methods_mod.PRESETS[n] for n in names)
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -187,8 +261,8 @@ class Program(_Entry):
     @field_validator("method")
     @classmethod
     def _known_method(cls, value: str) -> str:
-        if value not in methods.PRESETS:
-            known = ", ".join(sorted(methods.PRESETS))
+        if value not in methods_mod.PRESETS:
+            known = ", ".join(sorted(methods_mod.PRESETS))
             raise ValueError(f"unknown scoring method {value!r} (known: {known})")
         return value
 
