@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from driftsnap import __version__, config, daemon, logs, report
+from driftsnap import __version__, config, daemon, demo, logs, metrics, report
 from driftsnap.chain import rpc, snapshot
 from driftsnap.errors import ConfigError, DriftsnapError, InputError
 from driftsnap.scoring import bookfile, methods, scorer, week
@@ -255,6 +255,33 @@ def _simnet(args: argparse.Namespace, settings: config.Settings) -> int:
     return simnet_command.run(args)
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer (got {text!r})")
+    return value
+
+
+def _run(args: argparse.Namespace, settings: config.Settings) -> int:
+    return daemon.main(settings, once=args.once)
+
+
+def _healthcheck(args: argparse.Namespace, settings: config.Settings) -> int:
+    # A wildcard listen address is not one to connect to: probe the loopback instead.
+    host = settings.metrics_host if settings.metrics_host not in ("0.0.0.0", "::") else "127.0.0.1"  # noqa: S104
+    url = str(args.url or f"http://{host}:{settings.metrics_port}").rstrip("/") + "/readyz"
+    state = metrics.probe(url)
+    print(f"{url}: {'ready' if state.ready else 'not ready'} ({state.reason})")
+    return 0 if state.ready else 1
+
+
+def _demo(args: argparse.Namespace, settings: config.Settings) -> int:
+    return demo.main(settings, ticks=args.ticks, scenario=args.scenario)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="driftsnap",
@@ -447,7 +474,103 @@ def build_parser() -> argparse.ArgumentParser:
     )
     simnet_command.add_arguments(p)
     p.set_defaults(handler=_simnet)
+    _add_daemon_commands(sub)
     return parser
+
+
+def _add_daemon_commands(sub: Any) -> None:
+    """``run``, ``healthcheck`` and ``demo``."""
+    p = sub.add_parser(
+        "run",
+        help="the snapshot daemon: sample, score and store the books on a cadence",
+        description=(
+            "Every cadence interval, at an instant drawn from the week's committed seed, read\n"
+            "the books from the RPC node, score them with every method and write everything to\n"
+            "the database in one transaction. Failed ticks are recorded as missed when service\n"
+            "returns; more than DRIFTSNAP_MAX_CONSECUTIVE_FAILURES in a row exit 1. One daemon\n"
+            "writes per database; a second waits as standby. SIGTERM/SIGINT stop it (exit 0).\n"
+            "The schema must be current (`driftsnap migrate`). Metrics and health on\n"
+            "--metrics-port: /metrics, /livez, /readyz."
+        ),
+        epilog=(
+            "examples:\n"
+            "  driftsnap run --rpc-url https://api.mainnet-beta.solana.com\n"
+            "  driftsnap run --rpc-url $RPC --market SOL-PERP --cadence 30s --metrics-port 9200\n"
+            "  driftsnap run --rpc-url $RPC --once        # one tick now, exit 0 if written ok\n"
+            "  driftsnap demo                             # no RPC node? the local simulator"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--rpc-url", metavar="URL", help="Solana JSON-RPC endpoint (DRIFTSNAP_RPC_URL)")
+    p.add_argument(
+        "--market",
+        dest="markets",
+        action="append",
+        metavar="NAME|INDEX",
+        help="a perp market (repeatable; default: those with a pool in the program)",
+    )
+    p.add_argument(
+        "--cadence", metavar="DURATION", help="60s, 5m... dividing the week (DRIFTSNAP_CADENCE)"
+    )
+    p.add_argument(
+        "--once", action="store_true", help="take one tick now (not at the schedule) and exit"
+    )
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="N",
+        help="metrics and health port (default 9108, 0: off; DRIFTSNAP_METRICS_PORT)",
+    )
+    p.set_defaults(handler=_run)
+
+    p = sub.add_parser(
+        "healthcheck",
+        help="ask a running daemon's /readyz: exit 0 if ready, 1 if not (container probes)",
+        description=(
+            "GET /readyz of a running daemon: ready when its database answers and holds an ok\n"
+            "tick from the last few cadences. Exit 0 if ready, 1 otherwise."
+        ),
+        epilog=(
+            "examples:\n"
+            "  driftsnap healthcheck\n"
+            "  driftsnap healthcheck --url http://127.0.0.1:9200"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--url",
+        metavar="URL",
+        help="the daemon's metrics endpoint (default http://127.0.0.1:<DRIFTSNAP_METRICS_PORT>)",
+    )
+    p.set_defaults(handler=_healthcheck)
+
+    p = sub.add_parser(
+        "demo",
+        help="the whole job locally: simulator, embedded PostgreSQL, daemon, live scores",
+        description=(
+            "Start the local simulator (a Drift market over Solana JSON-RPC) and an embedded\n"
+            "PostgreSQL, run the daemon against them at a short cadence and show each market's\n"
+            "makers with their score, share and projected reward, updated every tick.\n"
+            "The database lives in <data dir>/demo (DRIFTSNAP_DATA_DIR, default the user data\n"
+            "directory) and starts empty on every run; DRIFTSNAP_DATABASE_URL is not used.\n"
+            "Ctrl-C stops it."
+        ),
+        epilog=(
+            "examples:\n"
+            "  driftsnap demo\n"
+            "  driftsnap demo --ticks 3 --cadence 2s\n"
+            "  driftsnap demo --scenario mainnet-scale --cadence 30s"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--ticks", type=_positive, metavar="N", help="stop after N ticks (default: never)"
+    )
+    p.add_argument("--cadence", metavar="DURATION", default="5s", help="default 5s")
+    p.add_argument(
+        "--scenario", choices=sorted(demo.SCENARIOS), default="default", help="default: default"
+    )
+    p.set_defaults(handler=_demo)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -460,6 +583,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             log_format=args.log_format,
             rpc_url=getattr(args, "rpc_url", None),
             markets=getattr(args, "markets", None),
+            cadence=getattr(args, "cadence", None),
+            metrics_port=getattr(args, "metrics_port", None),
         )
         logs.configure(settings.log_level, settings.log_format)
         handler: Handler = args.handler

@@ -1,24 +1,75 @@
-"""The snapshot daemon and the wiring of settings onto the concrete parts.
+"""The snapshot daemon: the cadence loop, its lifecycle, and the wiring of settings onto the parts.
 
 Only this module and the CLI import chain, store and scoring together (import-linter contract).
+
+One tick::
+
+    wait for the interval's sample instant (drawn from the week's committed seed)
+      -> snapshot.take (RPC)          rejected: a `rejected` header with the reason, no scores
+      -> scorer.score per method      (a worker thread)
+      -> one transaction               missed ticks owed + gaps + this tick, all or nothing
+      -> metrics, one `tick_written` log line
+
+A tick that fails (RPC down, database down) is logged, counted and remembered: its interval is
+written as a `missed` tick, with the reason, by the first write that succeeds. Intervals nobody
+sampled (the daemon was down, or a tick overran) are filled in as `missed` the same way, so a
+week's coverage never overstates. More than ``max_consecutive_failures`` failed ticks in a row
+end the loop with exit status 1 for the supervisor.
+
+Only one daemon writes per database: the writer holds a session advisory lock; a second daemon
+waits as standby and takes over when the lock comes free. Signals only set the stop Event; a
+snapshot in flight is abandoned, a commit in flight is shielded and finishes.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
+import sqlalchemy as sa
+from aiohttp import web
+from sqlalchemy import exc as sa_exc
+
+from driftsnap import config, logs, metrics, sampling
 from driftsnap.chain import rpc, snapshot
-from driftsnap.errors import ConfigError
-from driftsnap.scoring import week
+from driftsnap.errors import ConfigError, DriftsnapError
+from driftsnap.scoring import scorer, week
+from driftsnap.store import database, locks, migrations, schema, snapshots, weeks
+from driftsnap.store.errors import IntegrityError, LockError, StoreError
 
 if TYPE_CHECKING:
-    from datetime import datetime
+    from collections.abc import Awaitable, Callable
+    from pathlib import Path
 
-    from driftsnap import config
+    import httpx
+
+    from driftsnap.scoring import methods as methods_mod
+
+log = logs.get(__name__)
+_T = TypeVar("_T")
 
 RUN_HINT = (
     "no RPC URL: pass --rpc-url URL (or set DRIFTSNAP_RPC_URL) to read a Solana node; "
     "to try driftsnap without one, run `driftsnap demo`, which starts the local simulator"
+)
+
+LOCK_POLL_S: Final = 1.0  # how often a standby asks for the writer lock
+PROBE_TIMEOUT_S: Final = 3.0  # /readyz gives up on the database after this long
+CONNECT_TIMEOUT_S: Final = 5  # a database that is down fails a tick fast instead of hanging it
+READY_AFTER_CADENCES: Final = 3.0  # /readyz: the last ok tick is at most this many cadences old
+MAX_REASON: Final = 300
+NOBODY_SAMPLED: Final = "no snapshot was taken (no daemon was writing)"
+APPLICATION_NAME: Final = "driftsnap"  # shows the daemon's sessions in pg_stat_activity
+# JSON-RPC methods the reader calls: the only values of the metrics' `method` label.
+RPC_METHODS: Final = frozenset(
+    {"getProgramAccounts", "getMultipleAccounts", "getBlockTime", "getSlot", "getAccountInfo"}
 )
 
 
@@ -47,3 +98,754 @@ def markets(settings: config.Settings, program: config.Program, now: datetime) -
         return [int(m) if m.isdigit() else m for m in settings.markets]
     pools = program.score_pools(week.Week.containing(now))
     return [market for market, pool in pools.items() if pool > 0]
+
+
+# ---------------------------------------------------------------------------- time
+
+
+class Clock(Protocol):
+    """Where the loop gets the time and waits for a sample instant (tests drive their own)."""
+
+    def now(self) -> datetime: ...
+
+    async def sleep_until(self, moment: datetime, stop: asyncio.Event) -> bool:
+        """Return True at ``moment``, False as soon as ``stop`` is set."""
+        ...
+
+
+class SystemClock:
+    """The wall clock (UTC)."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    async def sleep_until(self, moment: datetime, stop: asyncio.Event) -> bool:
+        while not stop.is_set():
+            left = (moment - self.now()).total_seconds()
+            if left <= 0:
+                return True
+            # Wake at least every minute to read the wall clock again: NTP may step it meanwhile.
+            await wait_for_event(stop, min(left, 60.0))
+        return False
+
+
+async def wait_for_event(event: asyncio.Event, timeout_s: float) -> bool:
+    """Wait up to ``timeout_s`` for ``event``; whether it is set."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout_s):
+            await event.wait()
+    return event.is_set()
+
+
+# ---------------------------------------------------------------------------- the week's seed
+
+
+def seeds_directory(settings: config.Settings) -> Path:
+    return (settings.data_dir or database.default_data_dir()).expanduser() / "seeds"
+
+
+def seed_path(directory: Path, w: week.Week, commitment: str) -> Path:
+    return directory / f"{w}-{commitment[:16]}.seed"
+
+
+def read_seed(directory: Path, w: week.Week, commitment: str) -> bytes | None:
+    """The secret seed of ``w`` committed as ``commitment``, if this machine holds it."""
+    path = seed_path(directory, w, commitment)
+    try:
+        seed = bytes.fromhex(path.read_text().strip())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise IntegrityError(f"{path}: unreadable sampling seed ({exc})") from None
+    if sampling.commitment(seed) != commitment:
+        raise IntegrityError(f"{path}: the seed does not match the week's commitment")
+    return seed
+
+
+def _save_seed(directory: Path, w: week.Week, seed: bytes) -> None:
+    # The seed stays secret until the week close (then weeks.reveal_seed stores it): it must not
+    # be in the database, whose views and tables makers may read, but it must survive restarts.
+    # So it is a 0600 file under the data directory, named by its commitment; written (and
+    # fsynced) before the commitment is stored, so a committed seed always has its file.
+    path = seed_path(directory, w, sampling.commitment(seed))
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, seed.hex().encode() + b"\n")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    tmp.replace(path)
+
+
+# ---------------------------------------------------------------------------- what a tick says
+
+
+@dataclass(frozen=True, slots=True)
+class TickReport:
+    """What one tick did, for observers (the demo's table, tests)."""
+
+    status: snapshots.TickStatus
+    interval: int
+    at: datetime
+    reason: str = ""
+    slot: int | None = None
+    markets: int = 0
+    orders: int = 0
+    makers: int = 0
+    missed_written: int = 0
+    ms: int = 0  # the whole tick: read, score and write
+    rpc_ms: int = 0
+    score_ms: int = 0
+    write_ms: int = 0
+
+
+class _LostWriterError(StoreError):
+    """Another daemon took the writer lock while this one's session was gone."""
+
+
+def _reason(exc: BaseException, db_url: sa.URL | None = None) -> str:
+    """One line for a failed tick, without secrets: our errors never carry one; driver errors
+    are cut to their first line and scrubbed of the database password."""
+    if isinstance(exc, sa_exc.DBAPIError):
+        text = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
+        text = f"database: {text}"
+    elif isinstance(exc, DriftsnapError):
+        text = str(exc)
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    if db_url is not None:
+        text = database.scrub(text, db_url)
+    return text[:MAX_REASON]
+
+
+def _error_kind(exc: BaseException) -> str:
+    """A bounded metrics label: the error class in snake case (``node_behind``...)."""
+    name = type(exc).__name__.removesuffix("Error") or "error"
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
+
+
+# ---------------------------------------------------------------------------- the daemon
+
+
+@dataclass
+class _Daemon:
+    settings: config.Settings
+    program: config.Program
+    db: database.Database
+    clock: Clock
+    stop: asyncio.Event
+    registry: metrics.Metrics
+    on_tick: Callable[[TickReport], None] | None
+    started_at: datetime
+    methods: tuple[methods_mod.Method, ...] = ()
+    wanted: list[str | int] = field(default_factory=list)
+    last_slot: int | None = None
+    last: tuple[week.Week, int] | None = None  # the last interval handled
+    backlog: list[snapshots.Tick] = field(default_factory=list)  # missed ticks owed
+    failures: int = 0
+    last_failure: str = ""
+    schedules: dict[week.Week, sampling.Schedule] = field(default_factory=dict)
+    # Whether this daemon is the writer. Its lock session may die with the database (then each
+    # write tries to take the lock again); only losing the lock to another daemon ends it.
+    writer: bool = False
+    lock_conn: sa.Connection | None = None
+    lock_pid: int | None = None
+
+    # ------------------------------------------------------------ the loop
+
+    async def loop(self, *, once: bool) -> int:
+        hooks: dict[str, list[Callable[..., Awaitable[Any]]]] = {
+            "request": [self._on_request],
+            "response": [self._on_response],
+        }
+        async with rpc.Client(rpc_settings(self.settings), event_hooks=hooks) as client:
+            try:
+                if once:
+                    return await self._once(client)
+                while not self.stop.is_set():
+                    if not self.writer and not await self._become_writer(wait=True):
+                        break
+                    await self._tick(client)
+                    if self.failures > self.settings.max_consecutive_failures:
+                        log.error(
+                            "daemon_giving_up",
+                            failures=self.failures,
+                            threshold=self.settings.max_consecutive_failures,
+                            reason=self.last_failure,
+                        )
+                        return 1
+                return 0
+            finally:
+                await _shielded(self._release, name="writer-release")
+
+    async def _once(self, client: rpc.Client) -> int:
+        """One tick, now (not at the scheduled instant); 0 if an ok snapshot was written."""
+        await self._become_writer(wait=False)
+        now = self.clock.now()
+        try:
+            schedule = await self._schedule(now)
+        except _FatalError:
+            raise
+        except (StoreError, sa_exc.DBAPIError) as exc:
+            log.error("tick_failed", reason=_reason(exc, self.db.url))
+            return 1
+        report = await self._sample(client, schedule, schedule.interval_of(now), now)
+        return 0 if report is not None and report.status == "ok" else 1
+
+    async def _tick(self, client: rpc.Client) -> None:
+        now = self.clock.now()
+        try:
+            schedule = await self._schedule(now)
+        except _FatalError:
+            raise
+        except (StoreError, sa_exc.DBAPIError) as exc:
+            # No schedule, no instant to record a miss at: the gap fill records this interval
+            # once the week opens. Retry within the interval.
+            self._failed(_reason(exc, self.db.url), exc)
+            await wait_for_event(self.stop, min(self.settings.cadence.total_seconds(), 5.0))
+            return
+        nxt = self._next(schedule, now)
+        if nxt is None:  # the week's last interval is done: the next week opens at its start
+            await self.clock.sleep_until(schedule.week.end, self.stop)
+            return
+        interval, at = nxt
+        if not await self.clock.sleep_until(at, self.stop):
+            return
+        self.last = (schedule.week, interval)
+        await self._sample(client, schedule, interval, at)
+
+    def _next(self, schedule: sampling.Schedule, now: datetime) -> tuple[int, datetime] | None:
+        """The next interval to sample: never one already handled (a fast or stepped clock may
+        still be inside it)."""
+        nxt = schedule.next_sample(now)
+        last = self.last
+        if nxt is not None and last is not None and last[0] == schedule.week and nxt[0] <= last[1]:
+            j = last[1] + 1
+            nxt = (j, schedule.sample_at(j)) if j < schedule.intervals else None
+        return nxt
+
+    async def _sample(
+        self, client: rpc.Client, schedule: sampling.Schedule, interval: int, at: datetime
+    ) -> TickReport | None:
+        """Take, score and write the tick of ``interval`` scheduled at ``at``."""
+        taken_at = self.clock.now()
+        started = time.perf_counter()
+        try:
+            snap = await self._take(client)
+        except DriftsnapError as exc:
+            self.registry.rpc_errors.labels(_error_kind(exc)).inc()
+            self._owe(interval, at, _reason(exc), exc)
+            return None
+        if snap is None:
+            log.info("tick_abandoned", interval=interval, reason="stopping")
+            return None
+        rpc_ms = round((time.perf_counter() - started) * 1000)
+        if snap.ok:
+            # Ask by index from now on (one gPA less), and reject a slot that goes backwards.
+            self.wanted = list(snap.market_indexes)
+            self.last_slot = snap.slot
+            market_rows = await asyncio.to_thread(self._score, snap)
+            tick = snapshots.Tick(
+                at=at, interval=interval, status="ok", taken_at=taken_at, gpa_slot=snap.slot,
+                market_slot=snap.market_slot,
+                duration_ms=round((time.perf_counter() - started) * 1000),
+            )  # fmt: skip
+        else:
+            market_rows = []
+            tick = snapshots.Tick(
+                at=at, interval=interval, status="rejected",
+                reason=f"{snap.rejection}: {snap.detail}"[:MAX_REASON], taken_at=taken_at,
+                gpa_slot=snap.slot, market_slot=snap.market_slot,
+                duration_ms=round((time.perf_counter() - started) * 1000),
+            )  # fmt: skip
+        score_ms = round((time.perf_counter() - started) * 1000) - rpc_ms
+        write_started = time.perf_counter()
+        try:
+            missed, stored = await self._commit(schedule, tick, market_rows)
+        except _LostWriterError as exc:
+            log.warning("writer_lock_lost", reason=str(exc), dropped_missed=len(self.backlog))
+            # The new writer fills the intervals it finds empty; ours are its to record now.
+            self.backlog.clear()
+            self.writer = False
+            self.registry.writer.set(0)
+            return None
+        except (StoreError, sa_exc.DBAPIError, OSError) as exc:
+            self._owe(interval, at, _reason(exc, self.db.url), exc)
+            return None
+        write_ms = round((time.perf_counter() - write_started) * 1000)
+        self.failures, self.last_failure = 0, ""
+        report = TickReport(
+            status=tick.status, interval=interval, at=at, reason=tick.reason, slot=snap.slot,
+            markets=len(market_rows), orders=sum(len(m.book.orders) for m in market_rows),
+            makers=len({o.authority for m in market_rows for o in m.book.orders}),
+            missed_written=missed, ms=tick.duration_ms + write_ms, rpc_ms=rpc_ms,
+            score_ms=score_ms, write_ms=write_ms,
+        )  # fmt: skip
+        self._observe(report, snap, stored=stored, at=at)
+        log.info(
+            "tick_written" if stored else "tick_already_stored",
+            status=report.status,
+            interval=interval,
+            tick_at=at.isoformat(),
+            slot=snap.slot,
+            market_slot=snap.market_slot,
+            markets=report.markets,
+            orders=report.orders,
+            makers=report.makers,
+            missed=missed,
+            reason=report.reason or None,
+            rpc_ms=rpc_ms,
+            score_ms=score_ms,
+            write_ms=write_ms,
+            ms=report.ms,
+        )
+        if self.on_tick is not None:
+            self.on_tick(report)
+        return report
+
+    async def _take(self, client: rpc.Client) -> snapshot.Snapshot | None:
+        """A snapshot, or None if a stop came first (the read in flight is abandoned)."""
+        wanted = self.wanted or markets(self.settings, self.program, self.clock.now())
+        take = asyncio.create_task(
+            snapshot.take(
+                client, snapshot_settings(self.settings), wanted, last_slot=self.last_slot
+            ),
+            name="snapshot-take",
+        )
+        watch = asyncio.create_task(self.stop.wait(), name="snapshot-stop-watch")
+        try:
+            await asyncio.wait({take, watch}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (take, watch):
+                task.cancel()
+            # Both are awaited (no task outlives its tick); take's error is read just below.
+            await asyncio.gather(take, watch, return_exceptions=True)
+        if take.cancelled():
+            return None
+        return take.result()
+
+    def _score(self, snap: snapshot.Snapshot) -> list[snapshots.MarketSnapshot]:
+        return [
+            snapshots.MarketSnapshot(
+                snap.books[index], tuple(scorer.score(snap.books[index], m) for m in self.methods)
+            )
+            for index in snap.market_indexes
+        ]
+
+    def _owe(self, interval: int, at: datetime, reason: str, exc: BaseException) -> None:
+        """A failed tick: remember to write its interval as missed, and count the failure."""
+        self.backlog.append(
+            snapshots.Tick(at=at, interval=interval, status="missed", reason=reason)
+        )
+        self._failed(reason, exc)
+
+    def _failed(self, reason: str, exc: BaseException) -> None:
+        self.failures += 1
+        self.last_failure = reason
+        self.registry.ticks.labels("failed").inc()
+        log.warning(
+            "tick_failed",
+            reason=reason,
+            error=type(exc).__name__,
+            consecutive=self.failures,
+            owed=len(self.backlog),
+        )
+
+    def _observe(
+        self, report: TickReport, snap: snapshot.Snapshot, *, stored: bool, at: datetime
+    ) -> None:
+        m = self.registry
+        if report.missed_written:
+            m.ticks.labels("missed").inc(report.missed_written)
+        if not stored:
+            return
+        m.ticks.labels(report.status).inc()
+        for reason, n in snap.skipped.items():
+            m.skipped_accounts.labels(reason).inc(n)
+        if report.status != "ok":
+            return
+        now = time.time()
+        m.tick_seconds.observe(max(0.0, (self.clock.now() - at).total_seconds()))
+        m.last_ok_slot.set(snap.slot)
+        m.last_ok_time.set(now)
+        if snap.ts is not None:
+            m.snapshot_lag.set(max(0.0, now - snap.ts))
+        for market in snap.markets:
+            m.orders.labels(market.name).set(len(snap.books[market.market_index].orders))
+
+    # ------------------------------------------------------------ the database
+
+    async def _schedule(self, now: datetime) -> sampling.Schedule:
+        w = week.Week.containing(now)
+        if w not in self.schedules:
+            self.schedules[w] = await asyncio.to_thread(self._open_week, w)
+        return self.schedules[w]
+
+    def _open_week(self, w: week.Week) -> sampling.Schedule:
+        """The week's schedule; its seed drawn and committed if this is the week's first tick."""
+        cadence = self.settings.cadence
+        directory = seeds_directory(self.settings)
+        with self.db.engine.begin() as conn:
+            record = weeks.record(conn, w)
+            if record is None:
+                seed = sampling.new_seed()
+                _save_seed(directory, w, seed)
+                weeks.commit_seed(conn, w, cadence=cadence, seed_sha256=sampling.commitment(seed))
+                log.info("week_opened", week=str(w), commitment=sampling.commitment(seed))
+            else:
+                if record.cadence != cadence:
+                    raise _FatalError(
+                        f"week {w} is sampled every {record.cadence.total_seconds():g} s; the "
+                        f"cadence ({cadence.total_seconds():g} s) can change from next week"
+                    )
+                found = record.seed or read_seed(directory, w, record.seed_sha256)
+                if found is None:
+                    raise _FatalError(
+                        f"week {w} is committed to seed sha256 {record.seed_sha256[:16]}..., whose "
+                        f"secret is not in {directory}: copy it from the daemon that committed it"
+                    )
+                seed = found
+            weeks.set_pools(conn, w, self.program.score_pools(w))
+        return sampling.Schedule(w, cadence, seed)
+
+    async def _commit(
+        self,
+        schedule: sampling.Schedule,
+        tick: snapshots.Tick,
+        market_rows: list[snapshots.MarketSnapshot],
+    ) -> tuple[int, bool]:
+        return await _shielded(self._write, schedule, tick, market_rows, name="tick-write")
+
+    def _write(
+        self,
+        schedule: sampling.Schedule,
+        tick: snapshots.Tick,
+        market_rows: list[snapshots.MarketSnapshot],
+    ) -> tuple[int, bool]:
+        """One transaction: the missed ticks owed, the unsampled gap, then this tick.
+
+        Returns (missed ticks written, whether this tick was written).
+        """
+        self._ensure_writer()
+        missed = 0
+        with self.db.engine.begin() as conn:
+            for owed in self.backlog:
+                if not self._interval_taken(conn, owed):
+                    missed += snapshots.write_tick(conn, owed)
+            missed += self._fill_gap(conn, schedule, tick.interval)
+            stored = not self._interval_taken(conn, tick) and snapshots.write_tick(
+                conn, tick, market_rows, methods=self.methods
+            )
+        # Only once the transaction has committed are the misses paid.
+        self.backlog.clear()
+        return missed, stored
+
+    def _interval_taken(self, conn: sa.Connection, tick: snapshots.Tick) -> bool:
+        """Whether ``tick``'s interval already has a tick (e.g. one of `run --once`)."""
+        start = week.Week.containing(tick.at).start + tick.interval * self.settings.cadence
+        t = schema.ticks
+        found = conn.execute(
+            sa.select(t.c.tick_at)
+            .where(t.c.tick_at >= start, t.c.tick_at < start + self.settings.cadence)
+            .limit(1)
+        ).first()
+        return found is not None
+
+    def _fill_gap(self, conn: sa.Connection, schedule: sampling.Schedule, upto: int) -> int:
+        """Write the intervals of the week before ``upto`` that nobody sampled as missed."""
+        t = schema.ticks
+        w = schedule.week
+        last = conn.execute(
+            sa.select(t.c.interval_index)
+            .where(t.c.tick_at >= w.start, t.c.tick_at < w.end)
+            .order_by(t.c.tick_at.desc())
+            .limit(1)
+        ).scalar()
+        if last is not None:
+            first = last + 1
+        elif self.started_at < w.start:
+            first = 0  # this process was running when the week began: the week is all ours
+        else:
+            return 0  # a database's first week starts with its first tick
+        written = 0
+        for k in range(first, upto):
+            at = schedule.sample_at(k)
+            # This process's last failure explains the intervals since it started, not before.
+            reason = (self.last_failure if at >= self.started_at else "") or NOBODY_SAMPLED
+            gap = snapshots.Tick(at=at, interval=k, status="missed", reason=reason)
+            written += snapshots.write_tick(conn, gap)
+        if written:
+            log.info("missed_intervals_filled", week=str(w), first=first, last=upto - 1)
+        return written
+
+    # ------------------------------------------------------------ the writer lock
+
+    async def _become_writer(self, *, wait: bool) -> bool:
+        """Hold the writer lock; as standby, wait until it comes free. False if stopped first."""
+        standby = False
+        while not self.stop.is_set():
+            try:
+                got = await _shielded(self._try_lock, name="writer-lock")
+            except (StoreError, sa_exc.DBAPIError) as exc:
+                if not wait:
+                    raise
+                log.warning("writer_lock_unavailable", reason=_reason(exc, self.db.url))
+                got = False
+            if got:
+                self.writer = True
+                self.registry.writer.set(1)
+                log.info("writer_active", standby_before=standby)
+                return True
+            if not wait:
+                raise LockError(
+                    "another driftsnap writes to this database (it holds the writer lock)"
+                )
+            if not standby:
+                standby = True
+                log.info("writer_standby", reason="another daemon holds the writer lock")
+            await wait_for_event(self.stop, LOCK_POLL_S)
+        return False
+
+    def _try_lock(self) -> bool:
+        conn = self.db.engine.connect()
+        try:
+            got = locks.try_acquire_writer(conn)
+            if got:
+                self.lock_pid = conn.execute(sa.select(sa.func.pg_backend_pid())).scalar_one()
+                conn.commit()
+        except BaseException:
+            conn.invalidate()
+            conn.close()
+            raise
+        if not got:
+            conn.close()
+            return False
+        self.lock_conn = conn
+        return True
+
+    def _ensure_writer(self) -> None:
+        """Check that the lock's session still holds it; take it again if it died and the lock
+        is free. A session that died with the server lost the lock: another daemon may have it.
+
+        A lock lost between this check and the commit is harmless: ticks are keyed by their
+        instant and intervals checked, so two writers cannot store one interval twice.
+        """
+        conn = self.lock_conn
+        if conn is not None:
+            try:
+                holder = locks.holder(conn)
+                conn.commit()
+                if holder == self.lock_pid:
+                    return
+            except sa_exc.DBAPIError:
+                pass  # the session died with the server: see whether the lock can be had again
+            conn.invalidate()
+            conn.close()
+            self.lock_conn = None
+        if not self._try_lock():
+            raise _LostWriterError("another daemon holds the writer lock now")
+        log.info("writer_lock_reacquired")
+
+    def _release(self) -> None:
+        conn, self.lock_conn = self.lock_conn, None
+        if conn is None:
+            return
+        try:
+            locks.release_writer(conn)
+            log.info("writer_released")
+        except (sa_exc.DBAPIError, LockError):
+            conn.invalidate()  # the server releases a dead session's lock by itself
+        finally:
+            conn.close()
+            self.registry.writer.set(0)
+
+    # ------------------------------------------------------------ health and metrics
+
+    async def readiness(self) -> metrics.Readiness:
+        """Ready: the database answers and holds a recent ok tick (whichever daemon wrote it)."""
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT_S):
+                now, last_ok = await asyncio.to_thread(self._last_ok)
+        except (TimeoutError, sa_exc.DBAPIError):
+            return metrics.readiness(last_ok=None, cadence_s=1, ready_after=1, database_ok=False)
+        return metrics.readiness(
+            last_ok=last_ok,
+            cadence_s=self.settings.cadence.total_seconds(),
+            ready_after=READY_AFTER_CADENCES,
+            database_ok=True,
+            now=now,
+        )
+
+    def _last_ok(self) -> tuple[float, float | None]:
+        with self.db.engine.connect() as conn:
+            row = conn.execute(
+                sa.text(
+                    "SELECT extract(epoch FROM now())::float8,"
+                    " (SELECT extract(epoch FROM written_at)::float8 FROM ticks"
+                    "  WHERE status = 'ok' ORDER BY tick_at DESC LIMIT 1)"
+                )
+            ).one()
+        return float(row[0]), None if row[1] is None else float(row[1])
+
+    async def _on_request(self, request: httpx.Request) -> None:
+        request.extensions["driftsnap_started"] = time.perf_counter()
+
+    async def _on_response(self, response: httpx.Response) -> None:
+        request = response.request
+        started = request.extensions.get("driftsnap_started")
+        try:
+            method = json.loads(request.content).get("method")
+        except (ValueError, AttributeError):
+            method = None
+        label = method if method in RPC_METHODS else "other"
+        if isinstance(started, float):
+            self.registry.rpc_seconds.labels(label).observe(time.perf_counter() - started)
+        if response.status_code != 200:
+            self.registry.rpc_errors.labels(f"http_{response.status_code}").inc()
+
+
+async def _shielded(fn: Callable[..., _T], *args: Any, name: str) -> _T:
+    """``fn(*args)`` in a worker thread, shielded: a stop or a cancellation that arrives meanwhile
+    waits for it, so the process never leaves with a commit (or a lock session) in flight whose
+    outcome it does not know. A thread cannot be interrupted anyway."""
+    task = asyncio.create_task(asyncio.to_thread(fn, *args), name=name)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):  # its failure is the cancelled tick's; not ours
+            await task
+        raise
+
+
+class _FatalError(IntegrityError):
+    """A week the daemon cannot sample: retrying will not help, so the daemon stops."""
+
+
+# ---------------------------------------------------------------------------- entry points
+
+
+async def _start_metrics(app: web.Application, host: str, port: int) -> web.AppRunner:
+    """Listen before the loop starts: a port in use fails the start, not a running daemon."""
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise ConfigError(
+            f"cannot serve metrics on {host}:{port} ({exc.strerror}); "
+            "set --metrics-port (0 turns the endpoint off)"
+        ) from None
+    log.info("metrics_listening", url=f"http://{host}:{port}/metrics")
+    return runner
+
+
+async def _serve_metrics(runner: web.AppRunner, done: asyncio.Event) -> None:
+    try:
+        await done.wait()
+    finally:
+        await runner.cleanup()
+
+
+def open_database(settings: config.Settings) -> database.Database:
+    """The daemon's database (embedded when no URL is set), failing fast when it is down."""
+    return database.open(
+        settings.database_url,
+        data_dir=settings.data_dir,
+        connect_args={"connect_timeout": CONNECT_TIMEOUT_S, "application_name": APPLICATION_NAME},
+    )
+
+
+def _check_schema(db: database.Database) -> None:
+    with db.engine.connect() as conn:
+        migrations.check(conn)
+
+
+async def run(
+    settings: config.Settings,
+    *,
+    once: bool,
+    stop: asyncio.Event,
+    clock: Clock | None = None,
+    on_tick: Callable[[TickReport], None] | None = None,
+    registry: metrics.Metrics | None = None,
+) -> int:
+    """Run the daemon until ``stop`` is set (or for one tick): 0 on a clean stop, 1 after too
+    many failures in a row (or a failed ``once``). Startup problems raise DriftsnapError."""
+    rpc_settings(settings)  # no URL: RUN_HINT before anything starts
+    program = config.load_program(settings.program_file)
+    clock = clock or SystemClock()
+    db = await asyncio.to_thread(open_database, settings)
+    try:
+        await asyncio.to_thread(_check_schema, db)  # a schema that is behind: refuse to start
+        daemon = _Daemon(
+            settings=settings,
+            program=program,
+            db=db,
+            clock=clock,
+            stop=stop,
+            registry=registry or metrics.Metrics(),
+            on_tick=on_tick,
+            started_at=clock.now(),
+            methods=settings.method_presets(),
+        )
+        log.info(
+            "daemon_started",
+            cadence_s=settings.cadence.total_seconds(),
+            methods=[m.name for m in daemon.methods],
+            database=database.display(db.url),
+            rpc=rpc_settings(settings).endpoint,
+            once=once,
+        )
+        done = asyncio.Event()
+        runner = None
+        if settings.metrics_port:
+            app = metrics.application(daemon.registry, daemon.readiness)
+            runner = await _start_metrics(app, settings.metrics_host, settings.metrics_port)
+
+        async def tick_loop() -> int:
+            try:
+                return await daemon.loop(once=once)
+            finally:
+                done.set()  # the metrics endpoint goes with the loop
+
+        async with asyncio.TaskGroup() as tasks:
+            if runner is not None:
+                tasks.create_task(_serve_metrics(runner, done), name="metrics-server")
+            loop_task = tasks.create_task(tick_loop(), name="tick-loop")
+        code = loop_task.result()
+        log.info("daemon_stopped", exit_code=code)
+        return code
+    except BaseExceptionGroup as group:
+        # The task group wraps a lone failure (a ConfigError of the metrics port, say): unwrap it
+        # so the CLI turns it into its one line.
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
+    finally:
+        await asyncio.to_thread(db.close)
+
+
+def main(settings: config.Settings, *, once: bool) -> int:
+    """``driftsnap run``: the daemon in its own event loop; SIGTERM and SIGINT set its stop."""
+
+    async def supervised() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, _stopping, stop, sig)
+        try:
+            return await run(settings, once=once, stop=stop)
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+
+    return asyncio.run(supervised())
+
+
+def _stopping(stop: asyncio.Event, sig: signal.Signals) -> None:
+    if not stop.is_set():
+        log.info("daemon_stopping", signal=sig.name)
+    stop.set()

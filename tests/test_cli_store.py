@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from driftsnap.scoring import payouts
 from driftsnap.scoring import week as week_mod
-from driftsnap.store import database, snapshots
+from driftsnap.store import database, migrations, snapshots
 from tests import pg
 
 SCRIPT = Path(sys.executable).parent / "driftsnap"
@@ -38,12 +38,16 @@ def _url_env(url: sa.URL) -> dict[str, str]:
 
 
 def test_migrate_applies_once_and_then_reports_up_to_date(pg_empty_url: sa.URL) -> None:
-    """`driftsnap migrate` applies 0001 on an empty database, and a second run applies nothing."""
+    """`driftsnap migrate` applies every migration in order, and a second run applies nothing."""
+    files = migrations.discover()
     first = run("migrate", env=_url_env(pg_empty_url))
     assert first.returncode == 0, first.stderr
-    assert first.stdout.splitlines() == ["applied 0001 0001_initial.sql", "schema at version 1: ok"]
+    assert first.stdout.splitlines() == [
+        *(f"applied {m.version:04d} {m.name}" for m in files),
+        f"schema at version {len(files)}: ok",
+    ]
     second = run("migrate", env=_url_env(pg_empty_url))
-    assert second.stdout.splitlines() == ["schema at version 1: ok"]
+    assert second.stdout.splitlines() == [f"schema at version {len(files)}: ok"]
 
 
 def test_scores_refuses_a_database_that_is_behind(pg_empty_url: sa.URL) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -28,8 +29,17 @@ if TYPE_CHECKING:
 
 log = logs.get(__name__)
 
-# The repository's migrations/ directory (this file is driftsnap/store/migrations.py).
-DIRECTORY = Path(__file__).resolve().parents[2] / "migrations"
+
+def _directory() -> Path:
+    """The repository's ``migrations/`` in a source checkout or an editable install; else the
+    copy a wheel installs under ``<prefix>/share/driftsnap/migrations`` (the container image)."""
+    source = Path(__file__).resolve().parents[2] / "migrations"  # driftsnap/store/migrations.py
+    if source.is_dir():
+        return source
+    return Path(sys.prefix) / "share" / "driftsnap" / "migrations"
+
+
+DIRECTORY = _directory()
 
 _FILE_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
