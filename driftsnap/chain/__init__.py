@@ -16,6 +16,8 @@ From an RPC endpoint to books, one module per step:
                  the whole endpoint, retries with backoff, typed errors, a redacted URL
     snapshot     one read: User gPA at slot S, markets and oracles at minContextSlot S, block
                  time, books; rejected (with a reason) when slots disagree or accounts are bad
+    fills        Drift program signatures paged to a watermark, transactions, fill events
+                 parsed with driftpy's log parser, User authorities, fill counters, UserStats
     errors       ChainError and its subclasses (hierarchy drawn there)
 
 driftpy's decoders and math are the reference: the tests hold every decoded field, verdict and

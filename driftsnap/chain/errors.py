@@ -7,6 +7,7 @@
         ├── MarketNotFoundError      a configured market (by name or index) is not on chain
         ├── UnsupportedOracleError   a market's oracle source is one driftsnap cannot price
         ├── OracleError              a market's oracle account is missing or does not decode
+        ├── TransactionError         a getTransaction answer without the shape of one
         └── RpcError                 the RPC endpoint answered with an error (code, method)
             ├── NodeBehindError      -32005: the node lags the cluster           (retried)
             ├── MinContextSlotError  -32016, or a provider's -32603 saying so    (retried)
@@ -58,6 +59,10 @@ class UnsupportedOracleError(ChainError):
 
 class OracleError(ChainError):
     """A market's oracle account that is missing, malformed or gives no usable price."""
+
+
+class TransactionError(ChainError):
+    """A ``getTransaction`` answer that lacks a slot or logs: not something a node sends."""
 
 
 class RpcError(ChainError):

@@ -3,9 +3,9 @@
 Counters (``http_429``, ``node_behind``, ...) affect the next N requests and count down, so a test
 arms exactly the failure it wants and knows when it is over. ``chaos`` instead draws transient
 faults at random (from its own seeded RNG), for long runs from the command line.
-``signature_burst``, ``truncate_logs`` and ``down_ms`` are actions: the server performs them and
-resets them to zero; ``burst_every_slots``, ``truncate_every_slots`` and ``outage_every_slots``
-repeat them on the slot clock, for long runs.
+``signature_burst``, ``truncate_logs``, ``unlist_transactions`` and ``down_ms`` are actions: the
+server performs them and resets them to zero; ``burst_every_slots``, ``truncate_every_slots`` and
+``outage_every_slots`` repeat them on the slot clock, for long runs.
 """
 
 from __future__ import annotations
@@ -49,6 +49,9 @@ class Faults(pydantic.BaseModel):
     outage_ms: int = pydantic.Field(2_000, ge=1, description="length of each periodic outage")
     signature_burst: int = pydantic.Field(0, ge=0, description="action: N fills in the next slot")
     truncate_logs: int = pydantic.Field(0, ge=0, description="action: next N txs lose their logs")
+    unlist_transactions: int = pydantic.Field(
+        0, ge=0, description="action: getSignaturesForAddress never lists the next N txs"
+    )
     down_ms: int = pydantic.Field(0, ge=0, description="action: stop listening for this long")
 
     def updated(self, changes: dict[str, object]) -> Faults:

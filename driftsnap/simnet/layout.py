@@ -467,12 +467,20 @@ def user_stats_address(authority: Pubkey) -> Pubkey:
     return Pubkey.find_program_address([b"user_stats", bytes(authority)], DRIFT_PROGRAM_ID)[0]
 
 
-def encode_user_stats(authority: Pubkey, number_of_sub_accounts: int) -> bytes:
-    """A UserStats account (anchorpy-encoded: there are few, and they never change)."""
+def encode_user_stats(
+    authority: Pubkey,
+    number_of_sub_accounts: int,
+    *,
+    maker_volume_30d: int = 0,
+    last_maker_volume_30d_ts: int = 0,
+) -> bytes:
+    """A UserStats account (anchorpy-encoded: there are few, and they change only on fills)."""
     fields = blank_fields("UserStats", USER_STATS_SIZE)
     fields["authority"] = authority
     fields["number_of_sub_accounts"] = number_of_sub_accounts
     fields["number_of_sub_accounts_created"] = number_of_sub_accounts
+    fields["maker_volume30d"] = maker_volume_30d
+    fields["last_maker_volume30d_ts"] = last_maker_volume_30d_ts
     return encode_account("UserStats", fields)
 
 

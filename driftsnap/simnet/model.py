@@ -32,6 +32,7 @@ DRIFT_PROGRAM: Final = str(layout.DRIFT_PROGRAM_ID)
 COMPUTE_BUDGET_PROGRAM: Final = "ComputeBudget111111111111111111111111111111"
 GENESIS_SLOT: Final = 348_900_700
 GENESIS_TS: Final = 1_750_772_100
+THIRTY_DAYS_S: Final = 30 * 86_400
 
 
 def rent_exempt_lamports(size: int) -> int:
@@ -105,6 +106,8 @@ class Simulator:
         self.takers: list[Pubkey] = []
         self.sub_accounts: dict[Pubkey, list[Pubkey]] = {}  # authority -> its User accounts
         self.user_stats: dict[Pubkey, bytes] = {}
+        # authority -> (UserStats.maker_volume30d, its last update ts), as the program keeps it
+        self.maker_volume_30d: dict[Pubkey, tuple[int, int]] = {}
         self.keepers: list[Pubkey] = [self._new_pubkey() for _ in range(3)]
         self.history: deque[SlotState] = deque(maxlen=scenario.history_slots)
         self.ledger = ledger.Ledger(scenario.max_transactions)
@@ -113,6 +116,10 @@ class Simulator:
         # One-shot behaviour that faults arm and the next steps consume.
         self.pending_burst = 0
         self.truncate_next_logs = 0
+        # Transactions a (faulty) node never lists in getSignaturesForAddress: their fill
+        # records happened, but a reader that pages signatures cannot see them.
+        self.unlist_next = 0
+        self.unlisted: set[str] = set()
         self._build()
         self._record_history()
 
@@ -661,6 +668,7 @@ class Simulator:
             oracle_price=market.oracle_price,
             jit=jit,
         )
+        self._add_maker_volume(maker, quote)
         record = ledger.Fill(
             market_index=market.index,
             fill_record_id=fill_record_id,
@@ -679,6 +687,20 @@ class Simulator:
             jit=jit,
         )
         return record, event
+
+    def _add_maker_volume(self, maker: Pubkey, quote: int) -> None:
+        """The program's running maker volume: the old sum decays linearly over 30 days."""
+        authority = self.users[maker].authority
+        volume, last_ts = self.maker_volume_30d.get(authority, (0, self.ts))
+        since = min(max(self.ts - last_ts, 0), THIRTY_DAYS_S)
+        volume = volume * (THIRTY_DAYS_S - since) // THIRTY_DAYS_S + quote
+        self.maker_volume_30d[authority] = (volume, self.ts)
+        self.user_stats[layout.user_stats_address(authority)] = layout.encode_user_stats(
+            authority,
+            len(self.sub_accounts[authority]),
+            maker_volume_30d=volume,
+            last_maker_volume_30d_ts=self.ts,
+        )
 
     def _apply_maker_fill(self, maker: Pubkey, after: layout.Order, base: int, quote: int) -> None:
         user = self.users[maker]
@@ -727,6 +749,9 @@ class Simulator:
             f"Program {DRIFT_PROGRAM} consumed {units} of 1400000 compute units",
             f"Program {DRIFT_PROGRAM} success",
         ]
+        if self.unlist_next > 0:
+            self.unlist_next -= 1
+            self.unlisted.add(signature)
         if self.truncate_next_logs > 0:
             self.truncate_next_logs -= 1
             # A node cuts logs past its byte limit: everything after the first event is lost.

@@ -241,7 +241,7 @@ class Node:
                 "confirmationStatus": "finalized",
             }
             for tx in txs
-            if tx.slot <= slot
+            if tx.slot <= slot and tx.signature not in self.sim.unlisted
         ]
 
     def _get_transaction(self, params: list[Json], slot: int) -> Json:

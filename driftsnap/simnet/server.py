@@ -217,10 +217,13 @@ class SimnetServer:
     def _apply_actions(self) -> None:
         """Hand one-shot actions to the simulator, which performs them in its next step."""
         f = self.node.faults
-        if f.signature_burst or f.truncate_logs:
+        if f.signature_burst or f.truncate_logs or f.unlist_transactions:
             self.sim.pending_burst += f.signature_burst
             self.sim.truncate_next_logs += f.truncate_logs
-            self.node.faults = f.model_copy(update={"signature_burst": 0, "truncate_logs": 0})
+            self.sim.unlist_next += f.unlist_transactions
+            self.node.faults = f.model_copy(
+                update={"signature_burst": 0, "truncate_logs": 0, "unlist_transactions": 0}
+            )
 
     # ------------------------------------------------------------ HTTP
 

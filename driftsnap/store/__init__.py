@@ -13,6 +13,7 @@ Modules:
 ``books``       the compressed binary form of an order-level book
 ``weeks``       weekly partitions, the sampling seed's commitment and reveal, program pools
 ``queries``     ``week_scores``, ``live_scores``, ``week_coverage``, ``live_coverage``
+``fills``       maker fills and their watermark in one transaction; gaps, self-matches, volume
 ``locks``       advisory locks: one writing daemon per database, one migrator at a time
 ``errors``      ``StoreError`` and its subclasses
 

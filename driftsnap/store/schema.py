@@ -280,4 +280,109 @@ weekly_coverage = sa.table(
 live_scores = sa.table("live_scores", *(sa.column(c.name, c.type) for c in weekly_scores.c))
 live_coverage = sa.table("live_coverage", *(sa.column(c.name, c.type) for c in weekly_coverage.c))
 
-VIEWS = (weekly_scores, live_scores, weekly_coverage, live_coverage)
+
+# ------------------------------------------------------------------ fills (0002_fills.sql)
+
+fills = sa.Table(
+    "fills",
+    metadata,
+    sa.Column("market_type", sa.Text, primary_key=True),
+    sa.Column("market_index", sa.SmallInteger, primary_key=True, autoincrement=False),
+    sa.Column("fill_record_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("signature", sa.Text, nullable=False),
+    sa.Column("event_index", sa.SmallInteger, nullable=False),
+    sa.Column("slot", sa.BigInteger, nullable=False),
+    sa.Column("block_time", TIMESTAMPTZ, nullable=False),
+    sa.Column("maker_id", sa.Integer, sa.ForeignKey("accounts.account_id")),
+    sa.Column("maker_authority_id", sa.Integer, sa.ForeignKey("accounts.account_id")),
+    sa.Column("taker_id", sa.Integer, sa.ForeignKey("accounts.account_id")),
+    sa.Column("taker_authority_id", sa.Integer, sa.ForeignKey("accounts.account_id")),
+    sa.Column("base_filled", sa.BigInteger, nullable=False),
+    sa.Column("quote_filled", sa.BigInteger, nullable=False),
+    sa.Column("maker_fee", sa.BigInteger),
+    sa.Column("action_explanation", sa.Text, nullable=False),
+    sa.Column("commitment", sa.Text, nullable=False),
+    sa.CheckConstraint("market_type IN ('perp', 'spot')", name="fills_market_type_check"),
+    sa.CheckConstraint("commitment IN ('confirmed', 'finalized')", name="fills_commitment_check"),
+    sa.Index("fills_block_time_idx", "block_time"),
+    sa.Index("fills_signature_idx", "signature"),
+)
+
+fill_watermarks = sa.Table(
+    "fill_watermarks",
+    metadata,
+    sa.Column("program", sa.Text, primary_key=True),
+    sa.Column("commitment", sa.Text, primary_key=True),
+    sa.Column("signature", sa.Text, nullable=False),
+    sa.Column("slot", sa.BigInteger, nullable=False),
+    sa.Column("through_slot", sa.BigInteger),
+    sa.Column("through_time", TIMESTAMPTZ),
+    sa.Column("updated_at", TIMESTAMPTZ, nullable=False, server_default=sa.func.now()),
+    sa.CheckConstraint(
+        "commitment IN ('confirmed', 'finalized')", name="fill_watermarks_commitment_check"
+    ),
+)
+
+fill_truncated = sa.Table(
+    "fill_truncated",
+    metadata,
+    sa.Column("signature", sa.Text, primary_key=True),
+    sa.Column("slot", sa.BigInteger, nullable=False),
+    sa.Column("block_time", TIMESTAMPTZ, nullable=False),
+    sa.Column("fills_parsed", sa.Integer, nullable=False),
+    sa.Column("recorded_at", TIMESTAMPTZ, nullable=False, server_default=sa.func.now()),
+)
+
+fill_weeks = sa.Table(
+    "fill_weeks",
+    metadata,
+    sa.Column("week_start", sa.Date, primary_key=True),
+    sa.Column("finalized", sa.Boolean, nullable=False),
+    sa.Column("fills", sa.Integer, nullable=False),
+    sa.Column("unconfirmed", sa.Integer, nullable=False),
+    sa.Column("checked_at", TIMESTAMPTZ, nullable=False, server_default=sa.func.now()),
+    sa.CheckConstraint("extract(isodow FROM week_start) = 1", name="fill_weeks_monday_check"),
+)
+
+volume_pools = sa.Table(
+    "volume_pools",
+    metadata,
+    sa.Column("week_start", sa.Date, primary_key=True),
+    sa.Column("pool_micro_usdc", sa.BigInteger, nullable=False),
+    sa.CheckConstraint("pool_micro_usdc >= 0", name="volume_pools_pool_check"),
+)
+
+maker_volume_samples = sa.Table(
+    "maker_volume_samples",
+    metadata,
+    sa.Column(
+        "authority_id",
+        sa.Integer,
+        sa.ForeignKey("accounts.account_id"),
+        primary_key=True,
+        autoincrement=False,
+    ),
+    sa.Column("slot", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("block_time", TIMESTAMPTZ, nullable=False),
+    sa.Column("maker_volume_30d", sa.BigInteger, nullable=False),
+    sa.Column("last_maker_volume_30d_ts", sa.BigInteger, nullable=False),
+)
+
+weekly_volume = sa.table(
+    "weekly_volume",
+    sa.column("week", sa.Text),
+    sa.column("authority", sa.Text),
+    sa.column("market_type", sa.Text),
+    sa.column("market_index", sa.SmallInteger),
+    sa.column("market", sa.Text),
+    sa.column("fills", sa.BigInteger),
+    sa.column("volume_quote", sa.BigInteger),
+    sa.column("share", DOUBLE),
+    sa.column("pool_usdc", sa.Numeric),
+    sa.column("projected_reward_usdc", sa.Numeric),
+    sa.column("last_slot", sa.BigInteger),
+    sa.column("week_start", sa.Date),
+)
+live_volume = sa.table("live_volume", *(sa.column(c.name, c.type) for c in weekly_volume.c))
+
+VIEWS = (weekly_scores, live_scores, weekly_coverage, live_coverage, weekly_volume, live_volume)
