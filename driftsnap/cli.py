@@ -15,12 +15,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from driftsnap import __version__, config, daemon, demo, logs, metrics, report
+from driftsnap import __version__, config, daemon, demo, ingest, logs, metrics, report
 from driftsnap.chain import rpc, snapshot
 from driftsnap.errors import ConfigError, DriftsnapError, InputError
 from driftsnap.scoring import bookfile, methods, scorer, week
 from driftsnap.simnet import command as simnet_command
 from driftsnap.store import database, migrations, queries
+from driftsnap.store import fills as store_fills
 
 Handler = Callable[[argparse.Namespace, config.Settings], int]
 
@@ -251,6 +252,103 @@ async def _take_snapshot(settings: config.Settings, wanted: list[str | int]) -> 
         return await snapshot.take(client, daemon.snapshot_settings(settings), wanted)
 
 
+def _fills_check(args: argparse.Namespace, settings: config.Settings) -> int:
+    w = week.Week.parse(args.week) if args.week else None
+    db = _open_database(settings)
+    try:
+        with db.engine.connect() as conn:
+            migrations.check(conn)
+        if settings.rpc_url is not None:  # the chain's counters also find fills missing at the end
+            checks = asyncio.run(_fills_check_chain(settings, db, w))
+        else:
+            with db.engine.connect() as conn:
+                weeks_ = [w] if w is not None else store_fills.weeks_with_fills(conn)
+                checks = [c for x in weeks_ for c in ingest.check_stored(conn, x)]
+    finally:
+        db.close()
+    rows = [
+        {
+            "week": c.week,
+            "market": c.market or f"{c.market_type}-{c.market_index}",
+            "fills": c.fills,
+            "first_id": c.first_id,
+            "last_id": c.last_id,
+            "missing": sum(g.count for g in c.gaps),
+            "gaps": [[g.first, g.last] for g in c.gaps],
+            "tail_checked": c.tail_checked,
+        }
+        for c in checks
+    ]
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+    elif rows:
+        gaps = [", ".join(f"{g.first}..{g.last}" for g in c.gaps) or "-" for c in checks]
+        report.print_rows(
+            "Fill record ids per market and week",
+            [{**r, "gaps": text} for r, text in zip(rows, gaps, strict=True)],
+        )
+    else:
+        print("no fills stored" + (f" for week {w}" if w else ""))
+    missing = sum(sum(g.count for g in c.gaps) for c in checks)
+    if missing:
+        print(
+            f"{missing} fill record(s) missing: that week cannot close without --force",
+            file=sys.stderr,
+        )
+    return 1 if missing else 0
+
+
+async def _fills_check_chain(
+    settings: config.Settings, db: database.Database, w: week.Week | None
+) -> list[store_fills.MarketCheck]:
+    async with rpc.Client(daemon.rpc_settings(settings)) as client:
+        return await ingest.check(client, db.engine, w)
+
+
+def _fills_self_matches(args: argparse.Namespace, settings: config.Settings) -> int:
+    w = week.Week.parse(args.week)
+    db = _open_database(settings)
+    try:
+        with db.engine.connect() as conn:
+            migrations.check(conn)
+            matches = ingest.self_matches(conn, w)
+    finally:
+        db.close()
+    rows = [
+        {
+            "signature": m.signature,
+            "market": f"{m.market_type}-{m.market_index}",
+            "fill_record_id": m.fill_record_id,
+            "slot": m.slot,
+            "block_time": m.block_time.isoformat(),
+            "authority": m.authority,
+            "maker": m.maker,
+            "taker": m.taker,
+            "quote_usdc": report.usdc(m.quote_filled),
+        }
+        for m in matches
+    ]
+    if args.format == "json":
+        print(json.dumps({"week": str(w), "self_matches": rows}, indent=2))
+    elif args.format == "csv":
+        writer = csv.DictWriter(
+            sys.stdout, fieldnames=list(SELF_MATCH_COLUMNS), lineterminator="\n"
+        )
+        writer.writeheader()
+        writer.writerows(rows)
+    elif rows:
+        report.print_rows(f"Self-matches, week {w} (excluded from volume)", rows)
+    else:
+        print(f"no self-matches in week {w}")
+    return 0
+
+
+SELF_MATCH_COLUMNS = (
+    "signature", "market", "fill_record_id", "slot", "block_time", "authority", "maker", "taker",
+    "quote_usdc",
+)  # fmt: skip
+
+
 def _simnet(args: argparse.Namespace, settings: config.Settings) -> int:
     return simnet_command.run(args)
 
@@ -451,6 +549,46 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--format", choices=["table", "json", "csv"], default="table")
     p.set_defaults(handler=_scores)
+
+    p = sub.add_parser(
+        "fills",
+        help="maker fills: gaps in fill record ids, self-matches",
+        description=(
+            "The Volume Reward is split by maker volume from the chain's fill records, which the\n"
+            "daemon ingests exactly once. These commands check what is stored."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    fills_sub = p.add_subparsers(dest="fills_command", metavar="ACTION", required=True)
+    q = fills_sub.add_parser(
+        "check",
+        help="report gaps in each market's fill record ids per week (exit 1 if any)",
+        description=(
+            "fill_record_id is contiguous per market: a missing id is a fill not ingested.\n"
+            "With an RPC URL the markets' next_fill_record_id is read from the chain too, so\n"
+            "fills missing at the newest end are found. A week with gaps cannot be closed\n"
+            "without --force and a reason."
+        ),
+        epilog=(
+            "examples:\n  driftsnap fills check --week 2026-W47\n"
+            "  driftsnap fills check --rpc-url $RPC"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    q.add_argument("--week", metavar="YYYY-Www", help="one ISO week (default: every week stored)")
+    q.add_argument("--rpc-url", metavar="URL", help="also compare with the chain's counters")
+    q.add_argument("--format", choices=["table", "json"], default="table")
+    q.set_defaults(handler=_fills_check)
+    q = fills_sub.add_parser(
+        "self-matches",
+        help="list a week's self-matched fills (maker and taker share a wallet), with signatures",
+        description="Fills whose maker and taker have one authority: excluded from volume.",
+        epilog="examples:\n  driftsnap fills self-matches --week 2026-W47 --format csv",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    q.add_argument("--week", metavar="YYYY-Www", required=True, help="ISO week, e.g. 2026-W47")
+    q.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    q.set_defaults(handler=_fills_self_matches)
 
     p = sub.add_parser(
         "simnet",

@@ -106,6 +106,12 @@ class Settings(BaseSettings):
     # Scoring methods computed and stored each tick; empty: every preset.
     methods: Names = ()
     max_consecutive_failures: int = Field(default=10, ge=1)
+    # Maker fills (the Volume Reward): polled from the chain by the writer daemon.
+    fills: bool = True
+    fills_poll: Duration = timedelta(seconds=15)
+    # How far back the very first poll of a database looks: a little over a week of slots
+    # (~0.4 s each), so the current week's volume is complete without walking all history.
+    fills_backfill_slots: int = Field(default=1_600_000, ge=1)
     metrics_host: str = "127.0.0.1"
     # 0 turns the metrics and health endpoint off.
     metrics_port: int = Field(default=9108, ge=0, le=65535)

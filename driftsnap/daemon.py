@@ -37,11 +37,14 @@ import sqlalchemy as sa
 from aiohttp import web
 from sqlalchemy import exc as sa_exc
 
-from driftsnap import config, logs, metrics, sampling
+from driftsnap import config, ingest, logs, metrics, sampling
+from driftsnap.chain import fills as chain_fills
 from driftsnap.chain import rpc, snapshot
+from driftsnap.chain.errors import ChainError
 from driftsnap.errors import ConfigError, DriftsnapError
 from driftsnap.scoring import scorer, week
 from driftsnap.store import database, locks, migrations, schema, snapshots, weeks
+from driftsnap.store import fills as store_fills
 from driftsnap.store.errors import IntegrityError, LockError, StoreError
 
 if TYPE_CHECKING:
@@ -508,7 +511,54 @@ class _Daemon:
                     )
                 seed = found
             weeks.set_pools(conn, w, self.program.score_pools(w))
+            store_fills.set_volume_pool(conn, w, self.program.volume_pool_for(w))
         return sampling.Schedule(w, cadence, seed)
+
+    # ------------------------------------------------------------ maker fills
+
+    async def fills_loop(self) -> None:
+        """Poll the chain for maker fills every ``fills_poll`` while this daemon is the writer.
+
+        A task of its own, so a backlog of fills never delays a snapshot; each batch of fills is
+        committed with its watermark (ingest.poll_once), so a stop or a crash loses nothing. A
+        failed poll is logged and counted, and the next one starts from the same watermark.
+        """
+        poll = ingest.PollSettings(backfill_slots=self.settings.fills_backfill_slots)
+        authorities = chain_fills.Authorities()  # kept across polls: authorities never change
+        interval_s = self.settings.fills_poll.total_seconds()
+        async with rpc.Client(rpc_settings(self.settings)) as client:
+            while not self.stop.is_set():
+                if self.writer:
+                    await self._poll_fills(client, poll, authorities)
+                await wait_for_event(self.stop, interval_s)
+
+    async def _poll_fills(
+        self, client: rpc.Client, poll: ingest.PollSettings, authorities: chain_fills.Authorities
+    ) -> None:
+        try:
+            report = await ingest.poll_once(client, self.db.engine, poll, authorities=authorities)
+        except (ChainError, StoreError, sa_exc.DBAPIError) as exc:
+            self.registry.fills_polls.labels(status="failed").inc()
+            log.warning("fills_poll_failed", reason=_reason(exc, self.db.url))
+            return
+        self.registry.fills_polls.labels(status="ok").inc()
+        self.registry.fills_ingested.inc(report.new_fills)
+        self.registry.fills_truncated.inc(report.truncated)
+        self.registry.fills_null_pending.set(report.null_pending)
+        if report.watermark_slot is not None:
+            self.registry.fills_watermark_slot.set(report.watermark_slot)
+        if report.truncated:
+            log.warning("fills_logs_truncated", signatures=list(report.truncated_signatures))
+        log.info(
+            "fills_polled",
+            new_fills=report.new_fills,
+            transactions=report.transactions,
+            null_pending=report.null_pending,
+            decode_errors=report.decode_errors,
+            caught_up=report.caught_up,
+            watermark_slot=report.watermark_slot,
+            ms=round(report.ms),
+        )
 
     async def _commit(
         self,
@@ -805,6 +855,20 @@ async def run(
             app = metrics.application(daemon.registry, daemon.readiness)
             runner = await _start_metrics(app, settings.metrics_host, settings.metrics_port)
 
+        async def fills_loop() -> None:
+            # Ends with the tick loop (done), whichever way that ends.
+            stopper = asyncio.create_task(done.wait(), name="fills-stop-watch")
+            fills = asyncio.create_task(daemon.fills_loop(), name="fills-poller")
+            try:
+                await asyncio.wait({stopper, fills}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopper.cancel()
+                fills.cancel()
+                results = await asyncio.gather(stopper, fills, return_exceptions=True)
+            for result in results:
+                if isinstance(result, Exception):
+                    raise result
+
         async def tick_loop() -> int:
             try:
                 return await daemon.loop(once=once)
@@ -815,6 +879,8 @@ async def run(
             if runner is not None:
                 tasks.create_task(_serve_metrics(runner, done), name="metrics-server")
             loop_task = tasks.create_task(tick_loop(), name="tick-loop")
+            if settings.fills and not once:
+                tasks.create_task(fills_loop(), name="fills-loop")
         code = loop_task.result()
         log.info("daemon_stopped", exit_code=code)
         return code

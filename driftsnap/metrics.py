@@ -74,6 +74,25 @@ class Metrics:
         self.skipped_accounts = Counter(
             "driftsnap_skipped_accounts", "Accounts skipped as malformed.", ["reason"], registry=r
         )
+        self.fills_ingested = Counter(
+            "driftsnap_fills_ingested", "New fill records stored.", registry=r
+        )
+        self.fills_polls = Counter(
+            "driftsnap_fills_polls", "Fill polls by outcome.", ["status"], registry=r
+        )
+        self.fills_null_pending = Gauge(
+            "driftsnap_fills_null_pending",
+            "Listed transactions the node returned null for, holding the watermark back.",
+            registry=r,
+        )
+        self.fills_truncated = Counter(
+            "driftsnap_fills_truncated_transactions",
+            "Transactions whose logs were truncated (their fills may be incomplete).",
+            registry=r,
+        )
+        self.fills_watermark_slot = Gauge(
+            "driftsnap_fills_watermark_slot", "Slot up to which every fill is stored.", registry=r
+        )
         self.writer = Gauge(
             "driftsnap_writer", "1 while this daemon holds the database writer lock.", registry=r
         )

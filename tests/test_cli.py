@@ -15,7 +15,20 @@ from tests.books import key
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = Path(sys.executable).parent / "driftsnap"
 WORKED = ROOT / "examples" / "sol-perp-worked-example.json"
-COMMANDS = ["score-book", "methods", "program", "simnet", "db", "migrate", "scores"]
+COMMANDS = [
+    "score-book",
+    "methods",
+    "program",
+    "simnet",
+    "db",
+    "migrate",
+    "scores",
+    "books",
+    "run",
+    "demo",
+    "healthcheck",
+    "fills",
+]
 
 
 def run(*args: str, stdin: str | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
