@@ -112,6 +112,8 @@ class Settings(BaseSettings):
     # How far back the very first poll of a database looks: a little over a week of slots
     # (~0.4 s each), so the current week's volume is complete without walking all history.
     fills_backfill_slots: int = Field(default=1_600_000, ge=1)
+    # The daemon refuses to run as root (uid 0) unless this says the operator means it.
+    allow_root: bool = False
     metrics_host: str = "127.0.0.1"
     # 0 turns the metrics and health endpoint off.
     metrics_port: int = Field(default=9108, ge=0, le=65535)

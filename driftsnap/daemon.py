@@ -894,8 +894,19 @@ async def run(
         await asyncio.to_thread(db.close)
 
 
+def refuse_root(settings: config.Settings, *, euid: int) -> None:
+    """A read-only scorer needs no privilege: refuse uid 0 unless DRIFTSNAP_ALLOW_ROOT says so."""
+    if euid == 0 and not settings.allow_root:
+        raise ConfigError(
+            "refusing to run the daemon as root: run it as an ordinary user (the container "
+            "image uses uid 10001), or set DRIFTSNAP_ALLOW_ROOT=true if you mean it"
+        )
+
+
 def main(settings: config.Settings, *, once: bool) -> int:
     """``driftsnap run``: the daemon in its own event loop; SIGTERM and SIGINT set its stop."""
+    rpc_settings(settings)  # no node: the hint comes first, there is nothing to refuse yet
+    refuse_root(settings, euid=os.geteuid())
 
     async def supervised() -> int:
         stop = asyncio.Event()

@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 import sqlalchemy as sa
+from pydantic import SecretStr
 
-from driftsnap import daemon
+from driftsnap import config, daemon
+from driftsnap.errors import ConfigError
 from driftsnap.scoring import methods
 from driftsnap.simnet import server
 
@@ -37,6 +39,7 @@ def env_for(url: sa.URL, rpc_url: str, tmp: Path, **extra: str) -> dict[str, str
         "DRIFTSNAP_METRICS_PORT": "0",
         "DRIFTSNAP_LOG_FORMAT": "json",
         "DRIFTSNAP_RPC_MAX_RETRIES": "1",
+        "DRIFTSNAP_ALLOW_ROOT": "true",  # CI runs as root; the refusal has its own test
         **extra,
     }
 
@@ -238,3 +241,37 @@ async def test_secrets_never_appear_in_logs_or_metrics(
         engine.dispose()
         with pg_cluster.admin() as conn:
             conn.exec_driver_sql(f"DROP ROLE {role}")
+
+
+@pytest.mark.parametrize(
+    ("euid", "allow_root", "refused"),
+    [(0, False, True), (0, True, False), (10001, False, False)],
+)
+def test_the_daemon_refuses_root_unless_allowed(
+    tmp_path: Path, euid: int, allow_root: bool, refused: bool
+) -> None:
+    """uid 0 is refused with a line naming DRIFTSNAP_ALLOW_ROOT; other users and the opt-in pass."""
+    settings = config.Settings(
+        rpc_url=SecretStr("http://127.0.0.1:1"), data_dir=tmp_path, allow_root=allow_root
+    )
+    if refused:
+        with pytest.raises(ConfigError, match="DRIFTSNAP_ALLOW_ROOT=true"):
+            daemon.refuse_root(settings, euid=euid)
+    else:
+        daemon.refuse_root(settings, euid=euid)
+
+
+def test_run_as_root_is_refused_from_the_command_line(tmp_path: Path) -> None:
+    """As root (CI), `driftsnap run` without the opt-in stops at once with that one line."""
+    if os.geteuid() != 0:
+        pytest.skip("only root can show the refusal end to end; the unit test covers the rule")
+    out = subprocess.run(  # noqa: S603 (our own console script, fixed arguments)
+        [str(SCRIPT), "run", "--once", "--rpc-url", "http://127.0.0.1:1"],
+        capture_output=True,
+        text=True,
+        env={"PATH": os.environ.get("PATH", ""), "DRIFTSNAP_DATA_DIR": str(tmp_path)},
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 2
+    assert "refusing to run the daemon as root" in out.stderr
