@@ -8,6 +8,7 @@
         ├── UnsupportedOracleError   a market's oracle source is one driftsnap cannot price
         ├── OracleError              a market's oracle account is missing or does not decode
         ├── TransactionError         a getTransaction answer without the shape of one
+        ├── ReadOnlyError            a call of an RPC method that is not a read (never sent)
         └── RpcError                 the RPC endpoint answered with an error (code, method)
             ├── NodeBehindError      -32005: the node lags the cluster           (retried)
             ├── MinContextSlotError  -32016, or a provider's -32603 saying so    (retried)
@@ -135,3 +136,7 @@ class TransportError(RpcError):
     """No JSON-RPC answer at all: refused or dropped connection, HTTP error status, not JSON."""
 
     retryable = True
+
+
+class ReadOnlyError(ChainError):
+    """driftsnap only reads the chain: a method outside the read allowlist is never sent."""

@@ -47,6 +47,22 @@ MIN_CONTEXT_SLOT: Final = -32016
 INTERNAL_ERROR: Final = -32603  # some providers report an unreached minContextSlot so
 _GPA: Final = "getProgramAccounts"
 
+# The only methods this client sends. driftsnap holds no key and never writes to the chain; an
+# allowlist (not a denylist) makes that hold for methods added to Solana later too.
+READ_METHODS: Final = frozenset(
+    {
+        "getAccountInfo",
+        "getBlockTime",
+        "getHealth",
+        "getMultipleAccounts",
+        "getProgramAccounts",
+        "getSignaturesForAddress",
+        "getSlot",
+        "getTransaction",
+        "getVersion",
+    }
+)
+
 
 @dataclass(frozen=True, slots=True, repr=False)
 class RpcSettings:
@@ -191,6 +207,10 @@ class Client:
 
     async def call(self, method: str, params: Sequence[Json] = ()) -> Json:
         """The ``result`` of one call, retried as the settings allow; a typed RpcError if not."""
+        if method not in READ_METHODS:
+            raise errors.ReadOnlyError(
+                f"refusing to send {method!r}: driftsnap only reads the chain"
+            )
         throttle = self._gpa_throttle if method == _GPA else self._throttle
         attempt = 0
         while True:

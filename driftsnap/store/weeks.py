@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
+from psycopg import sql
 from sqlalchemy.dialects import postgresql as pg
 
-from driftsnap.store import schema
+from driftsnap.store import database, schema
 from driftsnap.store.errors import IntegrityError
 
 if TYPE_CHECKING:
@@ -42,19 +43,28 @@ def ensure_partitions(conn: sa.Connection, week: Week) -> None:
     ).scalar_one()
     if not missing:
         return
-    quote = conn.dialect.identifier_preparer.quote
-    for (table, column), name in zip(schema.PARTITIONED.items(), names, strict=True):
-        if column == "week_start":
-            low, high = week.monday.isoformat(), week.next().monday.isoformat()
-        else:
-            low, high = week.start.isoformat(), week.end.isoformat()
-        # Accumulator rows are updated every tick: leave room on each page so the updates stay
-        # on the page (HOT) instead of growing the table and its index.
-        options = " WITH (fillfactor = 70)" if column == "week_start" else ""
-        conn.exec_driver_sql(
-            f"CREATE TABLE IF NOT EXISTS {quote(schema.PARTITION_SCHEMA)}.{quote(name)}"
-            f" PARTITION OF {quote(table)} FOR VALUES FROM ('{low}') TO ('{high}'){options}"
-        )
+    # DDL takes no bind parameters: compose it with psycopg's sql module (quoted identifiers,
+    # escaped literals) rather than formatting text.
+    with database.driver(conn).cursor() as cur:
+        for (table, column), name in zip(schema.PARTITIONED.items(), names, strict=True):
+            if column == "week_start":
+                low, high = week.monday.isoformat(), week.next().monday.isoformat()
+            else:
+                low, high = week.start.isoformat(), week.end.isoformat()
+            # Accumulator rows are updated every tick: leave room on each page so the updates
+            # stay on the page (HOT) instead of growing the table and its index.
+            options = sql.SQL(" WITH (fillfactor = 70)" if column == "week_start" else "")
+            cur.execute(
+                sql.SQL(
+                    "CREATE TABLE IF NOT EXISTS {} PARTITION OF {} FOR VALUES FROM ({}) TO ({}){}"
+                ).format(
+                    sql.Identifier(schema.PARTITION_SCHEMA, name),
+                    sql.Identifier(table),
+                    sql.Literal(low),
+                    sql.Literal(high),
+                    options,
+                )
+            )
 
 
 def partitions(conn: sa.Connection, table: str) -> list[str]:
