@@ -380,6 +380,18 @@ def _demo(args: argparse.Namespace, settings: config.Settings) -> int:
     return demo.main(settings, ticks=args.ticks, scenario=args.scenario)
 
 
+def _add_reader_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of every command that reads the chain (mapped onto Settings in main())."""
+    p.add_argument("--rpc-url", metavar="URL", help="Solana JSON-RPC endpoint (DRIFTSNAP_RPC_URL)")
+    p.add_argument(
+        "--market",
+        dest="markets",
+        action="append",
+        metavar="NAME|INDEX",
+        help="a perp market (repeatable; default: those with a pool in the program)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="driftsnap",
@@ -477,14 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--rpc-url", metavar="URL", help="Solana JSON-RPC endpoint (DRIFTSNAP_RPC_URL)")
-    p.add_argument(
-        "--market",
-        dest="markets",
-        action="append",
-        metavar="NAME|INDEX",
-        help="a perp market (repeatable; default: those with a pool in the program)",
-    )
+    _add_reader_arguments(p)
     p.add_argument(
         "--out", type=Path, metavar="DIR", help="write DIR/<market>.json (default: stdout)"
     )
@@ -639,14 +644,7 @@ def _add_daemon_commands(sub: Any) -> None:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--rpc-url", metavar="URL", help="Solana JSON-RPC endpoint (DRIFTSNAP_RPC_URL)")
-    p.add_argument(
-        "--market",
-        dest="markets",
-        action="append",
-        metavar="NAME|INDEX",
-        help="a perp market (repeatable; default: those with a pool in the program)",
-    )
+    _add_reader_arguments(p)
     p.add_argument(
         "--cadence", metavar="DURATION", help="60s, 5m... dividing the week (DRIFTSNAP_CADENCE)"
     )
