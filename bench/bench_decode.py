@@ -40,6 +40,7 @@ from driftpy.dlob.dlob import DLOB
 from driftpy.types import MarketType, OraclePriceData
 from solders.pubkey import Pubkey
 
+from driftsnap import protocol
 from driftsnap.chain import accounts, books, markets, users
 
 SLOT = 350_000_000
@@ -76,16 +77,18 @@ def synthetic_response(
     distance = (reference * rng.uniform(0.0, 0.02, shape)).astype(np.int64)
     kind = rng.random(shape)
     floating = kind < 0.3
-    orders["status"] = users.OrderStatus.OPEN
-    orders["market_type"] = np.where(kind > 0.97, users.MarketType.SPOT, users.MarketType.PERP)
+    orders["status"] = protocol.OrderStatus.OPEN
+    orders["market_type"] = np.where(
+        kind > 0.97, protocol.MarketType.SPOT, protocol.MarketType.PERP
+    )
     orders["market_index"] = market
     orders["order_type"] = np.where(
-        kind > 0.9, users.OrderType.TRIGGER_LIMIT, users.OrderType.LIMIT
+        kind > 0.9, protocol.OrderType.TRIGGER_LIMIT, protocol.OrderType.LIMIT
     )
     orders["trigger_condition"] = np.where(
-        kind > 0.94, users.TriggerCondition.TRIGGERED_ABOVE, users.TriggerCondition.ABOVE
+        kind > 0.94, protocol.TriggerCondition.TRIGGERED_ABOVE, protocol.TriggerCondition.ABOVE
     )
-    orders["direction"] = np.where(long, users.Direction.LONG, users.Direction.SHORT)
+    orders["direction"] = np.where(long, protocol.Direction.LONG, protocol.Direction.SHORT)
     signed = np.where(long, -distance, distance)
     orders["price"] = np.where(floating, 0, reference + signed)
     orders["trigger_price"] = orders["price"]

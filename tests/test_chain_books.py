@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from solders.pubkey import Pubkey
 
+from driftsnap import protocol
 from driftsnap.chain import accounts, books, markets, users
 from driftsnap.scoring.book import Book, Side
 from tests.test_chain_eligibility import reference
@@ -52,10 +53,10 @@ def user_bytes(authority: bytes, orders: list[dict[str, int]]) -> bytes:
 
 def limit(price: int, *, long: bool, order_id: int, offset: int = 0, **more: int) -> dict[str, int]:
     return {
-        "status": users.OrderStatus.OPEN,
-        "market_type": users.MarketType.PERP,
-        "order_type": users.OrderType.LIMIT,
-        "direction": users.Direction.LONG if long else users.Direction.SHORT,
+        "status": protocol.OrderStatus.OPEN,
+        "market_type": protocol.MarketType.PERP,
+        "order_type": protocol.OrderType.LIMIT,
+        "direction": protocol.Direction.LONG if long else protocol.Direction.SHORT,
         "price": price,
         "oracle_price_offset": offset,
         "base_asset_amount": 10**9,

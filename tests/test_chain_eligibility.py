@@ -29,6 +29,7 @@ from driftpy.types import (
 from hypothesis import given
 from hypothesis import strategies as st
 
+from driftsnap import protocol
 from driftsnap.chain import accounts, eligibility, idl, users
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared/fixtures/mainnet/accounts.json"
@@ -200,9 +201,9 @@ def test_a_triggered_expired_trigger_limit_is_out_though_driftpy_would_not_expir
     row |= {
         "status": 1,
         "market_type": 1,
-        "order_type": users.OrderType.TRIGGER_LIMIT,
-        "trigger_condition": users.TriggerCondition.TRIGGERED_BELOW,
-        "direction": users.Direction.LONG,
+        "order_type": protocol.OrderType.TRIGGER_LIMIT,
+        "trigger_condition": protocol.TriggerCondition.TRIGGERED_BELOW,
+        "direction": protocol.Direction.LONG,
         "price": PRICE,
         "trigger_price": PRICE,
         "base_asset_amount": 10**9,
@@ -227,7 +228,7 @@ def test_fixture_orders_are_eligible_and_priced_as_driftpy_says() -> None:
         rows += [
             {name: int(s[name]) for name in ORDER_FIELDS if name != "padding"}
             for s in slots
-            if int(s["status"]) == users.OrderStatus.OPEN
+            if int(s["status"]) == protocol.OrderStatus.OPEN
         ]
         decoded += decode_user(data).orders
     assert len(rows) == len(decoded) == 26

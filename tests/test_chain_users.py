@@ -18,6 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from solders.pubkey import Pubkey
 
+from driftsnap import protocol
 from driftsnap.chain import accounts, idl, users
 
 if TYPE_CHECKING:
@@ -91,7 +92,7 @@ def assert_same_as_driftpy(decoded: users.Users, row: int, data: bytes) -> None:
     assert decoded.authority_of(row) == str(expected.authority)
     assert int(decoded.sub_account_id[row]) == expected.sub_account_id
     slots = decoded.orders[row]
-    open_slots = [s for s in slots if int(s["status"]) == users.OrderStatus.OPEN]
+    open_slots = [s for s in slots if int(s["status"]) == protocol.OrderStatus.OPEN]
     assert [ours(s) for s in open_slots] == [theirs(o) for o in expected.orders]
 
 
@@ -118,7 +119,7 @@ def test_fixture_users_match_their_listed_values() -> None:
         assert decoded.authority_of(row) == summary["authority"]
         assert int(decoded.sub_account_id[row]) == summary["sub_account_id"]
         open_slots = [
-            ours(s) for s in decoded.orders[row] if int(s["status"]) == users.OrderStatus.OPEN
+            ours(s) for s in decoded.orders[row] if int(s["status"]) == protocol.OrderStatus.OPEN
         ]
         assert len(open_slots) == summary["num_open_orders"] == summary["open_orders_field"]
         for got, listed in zip(open_slots, summary["open_orders"], strict=True):
@@ -241,7 +242,7 @@ def test_bad_accounts_are_skipped_and_counted_by_reason() -> None:
     )
     bad_enum = bytearray(good[1].data)
     order_offset = idl.offset("User", "orders")
-    bad_enum[order_offset + 82] = users.OrderStatus.OPEN  # slot 0 open...
+    bad_enum[order_offset + 82] = protocol.OrderStatus.OPEN  # slot 0 open...
     bad_enum[order_offset + 83] = 9  # ...with an order type the IDL does not have
     raw = [
         *good,

@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from solders.pubkey import Pubkey
 
+from driftsnap import protocol
 from driftsnap.simnet import layout, mainnet, model, scenarios
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "mainnet" / "accounts.json"
@@ -36,15 +37,15 @@ orders = st.builds(
     layout.Order,
     order_id=st.integers(1, 2**32 - 1),
     market_index=st.integers(0, 2**16 - 1),
-    direction=st.sampled_from(layout.Direction),
+    direction=st.sampled_from(protocol.Direction),
     base_asset_amount=st.integers(0, 2**64 - 1),
     slot=st.integers(0, 2**64 - 1),
     price=st.integers(0, 2**64 - 1),
-    order_type=st.sampled_from(layout.OrderType),
-    market_type=st.sampled_from(layout.MarketType),
-    status=st.sampled_from(layout.OrderStatus),
+    order_type=st.sampled_from(protocol.OrderType),
+    market_type=st.sampled_from(protocol.MarketType),
+    status=st.sampled_from(protocol.OrderStatus),
     base_asset_amount_filled=st.integers(0, 2**64 - 1),
-    trigger_condition=st.sampled_from(layout.TriggerCondition),
+    trigger_condition=st.sampled_from(protocol.TriggerCondition),
     auction_start_price=st.integers(-(2**63), 2**63 - 1),
     auction_duration=st.integers(0, 255),
     max_ts=st.integers(-(2**63), 2**63 - 1),
@@ -88,7 +89,7 @@ def test_driftpy_decode_user_reads_the_simulated_user(user: layout.User) -> None
     assert decoded.sub_account_id == user.sub_account_id
     assert decoded.next_order_id == user.next_order_id
     assert decoded.open_orders == user.open_orders
-    open_orders = [o for o in user.orders if o.status == layout.OrderStatus.OPEN]
+    open_orders = [o for o in user.orders if o.status == protocol.OrderStatus.OPEN]
     assert [o.order_id for o in decoded.orders] == [o.order_id for o in open_orders]
     for got, want in zip(decoded.orders, open_orders, strict=True):
         assert (got.price, got.base_asset_amount, got.base_asset_amount_filled) == (

@@ -18,6 +18,7 @@ from driftpy.math.orders import (
 from driftpy.types import OraclePriceData
 from solders.pubkey import Pubkey
 
+from driftsnap import protocol
 from driftsnap.simnet import layout, model, scenarios, truth
 
 
@@ -153,15 +154,15 @@ def test_orders_the_scorer_must_ignore_are_on_chain_and_out_of_the_book() -> Non
                 key = (str(address), order.order_id)
                 kind = None
                 if order.order_type in (
-                    layout.OrderType.TRIGGER_LIMIT,
-                    layout.OrderType.TRIGGER_MARKET,
+                    protocol.OrderType.TRIGGER_LIMIT,
+                    protocol.OrderType.TRIGGER_MARKET,
                 ):
                     kind = "untriggered"
                 elif order.max_ts and state.ts > order.max_ts:
                     kind = "expired"
                 elif order.remaining == 0:
                     kind = "filled"
-                elif order.market_type == layout.MarketType.SPOT:
+                elif order.market_type == protocol.MarketType.SPOT:
                     kind = "spot"
                 elif order.auction_duration and state.slot - order.slot <= order.auction_duration:
                     kind = "auction"

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Final
 import numpy as np
 
 from driftsnap.chain import eligibility
-from driftsnap.chain.users import Direction, MarketType, OrderStatus
+from driftsnap.protocol import Direction, MarketType, OrderStatus
 from driftsnap.scoring.book import Book, Order, Side
 
 if TYPE_CHECKING:

@@ -23,13 +23,7 @@ from typing import TYPE_CHECKING, Final
 
 import numpy as np
 
-from driftsnap.chain.users import (
-    Direction,
-    MarketType,
-    OrderStatus,
-    OrderType,
-    TriggerCondition,
-)
+from driftsnap.protocol import Direction, MarketType, OrderStatus, OrderType, TriggerCondition
 
 if TYPE_CHECKING:
     import numpy.typing as npt

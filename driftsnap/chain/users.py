@@ -12,7 +12,6 @@ raise, or silently read any unknown direction as ``Short``.
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
@@ -20,6 +19,7 @@ import numpy as np
 from solders.pubkey import Pubkey
 
 from driftsnap.chain import accounts, idl
+from driftsnap.protocol import Direction, MarketType, OrderStatus, OrderType, TriggerCondition
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -29,48 +29,6 @@ if TYPE_CHECKING:
 ORDER_SLOTS: Final = 32
 ORDER_DTYPE: Final = idl.dtype("Order")
 ACCOUNT_DTYPE: Final = np.dtype([("discriminator", "<u8"), ("user", idl.dtype("User"))])
-
-
-class OrderStatus(enum.IntEnum):
-    """IDL ``OrderStatus`` (borsh variant indices)."""
-
-    INIT = 0
-    OPEN = 1
-    FILLED = 2
-    CANCELED = 3
-
-
-class OrderType(enum.IntEnum):
-    """IDL ``OrderType``."""
-
-    MARKET = 0
-    LIMIT = 1
-    TRIGGER_MARKET = 2
-    TRIGGER_LIMIT = 3
-    ORACLE = 4
-
-
-class MarketType(enum.IntEnum):
-    """IDL ``MarketType``."""
-
-    SPOT = 0
-    PERP = 1
-
-
-class Direction(enum.IntEnum):
-    """IDL ``PositionDirection``: a long order is a bid, a short order an ask."""
-
-    LONG = 0
-    SHORT = 1
-
-
-class TriggerCondition(enum.IntEnum):
-    """IDL ``OrderTriggerCondition``; the ``TRIGGERED_*`` values mark a trigger order that fired."""
-
-    ABOVE = 0
-    BELOW = 1
-    TRIGGERED_ABOVE = 2
-    TRIGGERED_BELOW = 3
 
 
 # The enums above are spelled out for readers and type checkers; the IDL stays the authority, and

@@ -13,7 +13,6 @@ found by asking the coder itself where those fields live.
 from __future__ import annotations
 
 import dataclasses
-import enum
 import functools
 import hashlib
 import json
@@ -25,6 +24,8 @@ from anchorpy.coder.coder import Coder
 from anchorpy.program.common import NamedInstruction
 from anchorpy_core.idl import Idl
 from solders.pubkey import Pubkey
+
+from driftsnap.protocol import Direction, MarketType, OrderStatus, OrderType, TriggerCondition
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -51,48 +52,6 @@ _USER_TAIL: Final = struct.Struct("<qQQQqqqQQIIHHBBBBBBBBB3xI12x")
 _PYTH_LAZER: Final = struct.Struct("<qQQi4xQ")
 _U64: Final = struct.Struct("<Q")
 _I64: Final = struct.Struct("<q")
-
-
-class OrderStatus(enum.IntEnum):
-    """IDL ``OrderStatus``; values are the borsh variant indices."""
-
-    INIT = 0
-    OPEN = 1
-    FILLED = 2
-    CANCELED = 3
-
-
-class OrderType(enum.IntEnum):
-    """IDL ``OrderType``."""
-
-    MARKET = 0
-    LIMIT = 1
-    TRIGGER_MARKET = 2
-    TRIGGER_LIMIT = 3
-    ORACLE = 4
-
-
-class MarketType(enum.IntEnum):
-    """IDL ``MarketType``."""
-
-    SPOT = 0
-    PERP = 1
-
-
-class Direction(enum.IntEnum):
-    """IDL ``PositionDirection``: long = bid, short = ask."""
-
-    LONG = 0
-    SHORT = 1
-
-
-class TriggerCondition(enum.IntEnum):
-    """IDL ``OrderTriggerCondition``."""
-
-    ABOVE = 0
-    BELOW = 1
-    TRIGGERED_ABOVE = 2
-    TRIGGERED_BELOW = 3
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Final
 from solders.pubkey import Pubkey
 from solders.signature import Signature
 
+from driftsnap import protocol
 from driftsnap.simnet import layout, ledger, mainnet, scenarios
 
 if TYPE_CHECKING:
@@ -315,9 +316,9 @@ class Simulator:
         profile = maker.profile
         market = self.markets[self.rng.choice(maker.markets)]
         side = self.rng.choice(profile.sides)
-        direction = layout.Direction.LONG if side == "bid" else layout.Direction.SHORT
+        direction = protocol.Direction.LONG if side == "bid" else protocol.Direction.SHORT
         bps = self.rng.choice(profile.distances_bps)
-        sign = -1 if direction == layout.Direction.LONG else 1
+        sign = -1 if direction == protocol.Direction.LONG else 1
         distance = market.oracle_price * bps // 10_000 // market.tick_size * market.tick_size
         size = self._size_for(market, self.rng.uniform(*profile.notional_usd))
         # An oracle offset is an i32: far quotes on high-priced markets must be fixed-price.
@@ -351,8 +352,8 @@ class Simulator:
     def _place_ignored(self, address: Pubkey, market: Market, kind: int) -> None:
         price = market.oracle_price
         size = self._size_for(market, 2_000)
-        direction = layout.Direction(kind % 2)
-        sign = -1 if direction == layout.Direction.LONG else 1
+        direction = protocol.Direction(kind % 2)
+        sign = -1 if direction == protocol.Direction.LONG else 1
         near = price + sign * (price // 2_000 // market.tick_size * market.tick_size)
         common: dict[str, Any] = {
             "market_index": market.index,
@@ -363,10 +364,10 @@ class Simulator:
             self._add_order(
                 address,
                 **common,
-                order_type=layout.OrderType.TRIGGER_LIMIT,
+                order_type=protocol.OrderType.TRIGGER_LIMIT,
                 price=near,
                 trigger_price=near,
-                trigger_condition=layout.TriggerCondition.BELOW,
+                trigger_condition=protocol.TriggerCondition.BELOW,
             )
         elif kind == 1:  # expired: max_ts already passed, still on the account
             self._add_order(address, **common, price=near, post_only=True, max_ts=self.ts - 60)
@@ -381,7 +382,7 @@ class Simulator:
             )
         elif kind == 3:  # a spot order with the same market index
             self._add_order(
-                address, **{**common, "market_type": layout.MarketType.SPOT}, price=near
+                address, **{**common, "market_type": protocol.MarketType.SPOT}, price=near
             )
         elif kind == 4:  # expires later in the run: eligible until then
             self._add_order(address, **common, price=near, post_only=True, max_ts=self.ts + 20)
@@ -389,17 +390,17 @@ class Simulator:
             self._add_order(
                 address,
                 **common,
-                order_type=layout.OrderType.TRIGGER_MARKET,
+                order_type=protocol.OrderType.TRIGGER_MARKET,
                 trigger_price=near,
-                trigger_condition=layout.TriggerCondition.ABOVE,
+                trigger_condition=protocol.TriggerCondition.ABOVE,
             )
 
     def _place_taker_order(self) -> None:
         """A taker order in its auction: Market, or Limit that rests once its auction ends."""
         taker = self.rng.choice(self.takers)
         market = self.markets[self.rng.choice(sorted(self.markets))]
-        direction = layout.Direction(self.rng.randrange(2))
-        sign = 1 if direction == layout.Direction.LONG else -1
+        direction = protocol.Direction(self.rng.randrange(2))
+        sign = 1 if direction == protocol.Direction.LONG else -1
         price = market.oracle_price
         duration = self.rng.randrange(5, 20)
         is_limit = self.rng.random() < 0.5
@@ -408,7 +409,7 @@ class Simulator:
             market_index=market.index,
             direction=direction,
             base_asset_amount=self._size_for(market, self.rng.uniform(500, 5_000)),
-            order_type=layout.OrderType.LIMIT if is_limit else layout.OrderType.MARKET,
+            order_type=protocol.OrderType.LIMIT if is_limit else protocol.OrderType.MARKET,
             price=price + sign * (price // 100 // market.tick_size * market.tick_size),
             auction_start_price=price,
             auction_end_price=price + sign * price // 200,
@@ -466,14 +467,14 @@ class Simulator:
         """Makers pull (most) fixed-price quotes that the oracle has moved through, and re-quote."""
         for address in self.makers:
             for order in self.users[address].orders:
-                if order.oracle_price_offset != 0 or order.order_type != layout.OrderType.LIMIT:
+                if order.oracle_price_offset != 0 or order.order_type != protocol.OrderType.LIMIT:
                     continue
                 market = self.markets.get(order.market_index)
-                if market is None or order.market_type != layout.MarketType.PERP:
+                if market is None or order.market_type != protocol.MarketType.PERP:
                     continue
                 crossed = (
                     order.price >= market.oracle_price
-                    if order.direction == layout.Direction.LONG
+                    if order.direction == protocol.Direction.LONG
                     else order.price <= market.oracle_price
                 )
                 if crossed and self.rng.random() < 0.5:
@@ -493,7 +494,7 @@ class Simulator:
     # ------------------------------------------------------------ fills
 
     def resting_orders(
-        self, market_index: int, direction: layout.Direction
+        self, market_index: int, direction: protocol.Direction
     ) -> list[tuple[int, Pubkey, layout.Order]]:
         """(limit price, user, order) of the eligible orders on one side, best first."""
         price = self.markets[market_index].oracle_price
@@ -506,7 +507,7 @@ class Simulator:
             and (limit := eligible_price(order, market_index, self.slot, self.ts, price))
             is not None
         ]
-        out.sort(key=lambda t: -t[0] if direction == layout.Direction.LONG else t[0])
+        out.sort(key=lambda t: -t[0] if direction == protocol.Direction.LONG else t[0])
         return out
 
     def _fill_one(self) -> None:
@@ -514,8 +515,8 @@ class Simulator:
         if self.rng.random() < self.scenario.jit_share:
             self._jit_fill(market)
             return
-        taker_direction = layout.Direction(self.rng.randrange(2))
-        maker_direction = layout.Direction(1 - taker_direction)
+        taker_direction = protocol.Direction(self.rng.randrange(2))
+        maker_direction = protocol.Direction(1 - taker_direction)
         book = self.resting_orders(market.index, maker_direction)[:2]
         if not book:
             return
@@ -532,7 +533,7 @@ class Simulator:
             market_index=market.index,
             direction=taker_direction,
             base_asset_amount=want,
-            order_type=layout.OrderType.MARKET,
+            order_type=protocol.OrderType.MARKET,
             auction_duration=0,
         )
         if taker_order is None:
@@ -588,16 +589,16 @@ class Simulator:
         """A JIT fill: the maker's order is placed and filled inside one transaction."""
         maker = self.rng.choice(self._maker_list)
         taker = self.rng.choice(self.takers)
-        taker_direction = layout.Direction(self.rng.randrange(2))
+        taker_direction = protocol.Direction(self.rng.randrange(2))
         base = self._size_for(market, self.rng.uniform(200, 5_000))
-        sign = 1 if taker_direction == layout.Direction.LONG else -1
+        sign = 1 if taker_direction == protocol.Direction.LONG else -1
         price = market.oracle_price + sign * market.tick_size
         quote = base * price // BASE_PRECISION
         maker_user = self.users[maker]
         maker_order = layout.Order(
             order_id=maker_user.next_order_id,
             market_index=market.index,
-            direction=layout.Direction(1 - taker_direction),
+            direction=protocol.Direction(1 - taker_direction),
             base_asset_amount=base,
             slot=self.slot,
             price=price,
@@ -615,7 +616,7 @@ class Simulator:
             direction=taker_direction,
             base_asset_amount=base,
             slot=self.slot,
-            order_type=layout.OrderType.MARKET,
+            order_type=protocol.OrderType.MARKET,
             base_asset_amount_filled=base,
             quote_asset_amount_filled=quote,
         )
@@ -709,7 +710,7 @@ class Simulator:
             orders = tuple(o for o in user.orders if o.order_id != after.order_id)
         else:
             orders = tuple(after if o.order_id == after.order_id else o for o in user.orders)
-        signed = base if after.direction == layout.Direction.LONG else -base
+        signed = base if after.direction == protocol.Direction.LONG else -base
         user = dataclasses.replace(user, orders=orders)
         positions = _positions(user, (after.market_index, signed, -quote if signed > 0 else quote))
         self._replace_user(maker, dataclasses.replace(user, perp_positions=positions))
@@ -776,16 +777,16 @@ def eligible_price(
     order: layout.Order, market_index: int, slot: int, ts: int, oracle_price: int
 ) -> int | None:
     """The order's limit price if it rests in this perp market's book now, else None (spec 1.1)."""
-    triggered = order.order_type != layout.OrderType.TRIGGER_LIMIT or order.trigger_condition in (
-        layout.TriggerCondition.TRIGGERED_ABOVE,
-        layout.TriggerCondition.TRIGGERED_BELOW,
+    triggered = order.order_type != protocol.OrderType.TRIGGER_LIMIT or order.trigger_condition in (
+        protocol.TriggerCondition.TRIGGERED_ABOVE,
+        protocol.TriggerCondition.TRIGGERED_BELOW,
     )
     auction_complete = order.auction_duration == 0 or slot - order.slot > order.auction_duration
     eligible = (
-        order.status == layout.OrderStatus.OPEN
-        and order.market_type == layout.MarketType.PERP
+        order.status == protocol.OrderStatus.OPEN
+        and order.market_type == protocol.MarketType.PERP
         and order.market_index == market_index
-        and order.order_type in (layout.OrderType.LIMIT, layout.OrderType.TRIGGER_LIMIT)
+        and order.order_type in (protocol.OrderType.LIMIT, protocol.OrderType.TRIGGER_LIMIT)
         and triggered
         and (order.post_only or auction_complete)
         and order.remaining > 0
@@ -836,8 +837,8 @@ def _positions(
             base += fill[1]
             quote += fill[2]
         mine = [o for o in user.orders if o.market_index == index and _is_open_perp(o)]
-        bids = sum(o.remaining for o in mine if o.direction == layout.Direction.LONG)
-        asks = sum(o.remaining for o in mine if o.direction == layout.Direction.SHORT)
+        bids = sum(o.remaining for o in mine if o.direction == protocol.Direction.LONG)
+        asks = sum(o.remaining for o in mine if o.direction == protocol.Direction.SHORT)
         if base == 0 and not mine:
             continue
         out.append(layout.PerpPosition(index, base, quote, bids, -asks, len(mine)))
@@ -849,4 +850,6 @@ def _positions_with(user: layout.User, order: layout.Order) -> tuple[layout.Perp
 
 
 def _is_open_perp(order: layout.Order) -> bool:
-    return order.status == layout.OrderStatus.OPEN and order.market_type == layout.MarketType.PERP
+    return (
+        order.status == protocol.OrderStatus.OPEN and order.market_type == protocol.MarketType.PERP
+    )

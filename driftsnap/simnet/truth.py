@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from driftsnap.simnet import layout, model
+from driftsnap import protocol
+from driftsnap.simnet import model
 
 Json = Any
 
@@ -35,7 +36,7 @@ def book(sim: model.Simulator, slot: int, market_index: int) -> dict[str, Json]:
                 {
                     "user": str(address),
                     "authority": str(user.authority),
-                    "side": "bid" if order.direction == layout.Direction.LONG else "ask",
+                    "side": "bid" if order.direction == protocol.Direction.LONG else "ask",
                     "price": price,
                     "size": order.remaining,
                     "order_id": order.order_id,
