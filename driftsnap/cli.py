@@ -15,11 +15,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from driftsnap import __version__, config, daemon, demo, ingest, logs, metrics, report
+from driftsnap import __version__, closing, config, daemon, demo, ingest, logs, metrics, report
 from driftsnap.chain import rpc, snapshot
 from driftsnap.errors import ConfigError, DriftsnapError, InputError
 from driftsnap.scoring import bookfile, methods, scorer, week
 from driftsnap.simnet import command as simnet_command
+from driftsnap.store import close as store_close
 from driftsnap.store import database, migrations, queries
 from driftsnap.store import fills as store_fills
 
@@ -380,6 +381,179 @@ def _demo(args: argparse.Namespace, settings: config.Settings) -> int:
     return demo.main(settings, ticks=args.ticks, scenario=args.scenario)
 
 
+# ---------------------------------------------------------------------------- the week close
+
+
+def _close_week(args: argparse.Namespace, settings: config.Settings) -> int:
+    program = config.load_program(settings.program_file)
+    if args.reason and not args.force:
+        raise InputError("--reason goes with --force (it is stored with a forced close)")
+    db = _open_database(settings)
+    try:
+        with db.engine.connect() as conn:
+            migrations.check(conn)
+        outcome = closing.close_week(
+            db.engine,
+            program,
+            now=report.utcnow(),
+            seeds_dir=daemon.seeds_directory(settings),
+            week=week.Week.parse(args.week) if args.week else None,
+            method=args.method,
+            default_method=settings.method,
+            dry_run=args.dry_run,
+            force=args.force,
+            reason=args.reason or "",
+            min_coverage=args.min_coverage,
+        )
+    finally:
+        db.close()
+    files = closing.write_payout_files(outcome, args.out) if args.out is not None else []
+    markets, rows = closing.payout_table(outcome.result)
+    if args.format == "json":
+        print(json.dumps(closing.payout_json(outcome, markets, rows), indent=2))
+        return 0
+    c = outcome.close
+    state = (
+        "dry run, nothing stored"
+        if args.dry_run
+        else f"already closed at {c.closed_at:%Y-%m-%d %H:%M} UTC, stored result"
+        if outcome.already and c.closed_at is not None
+        else "closed"
+    )
+    print(f"week {outcome.week}: {state} — method {c.method}, {c.books} books, {c.fills} fills")
+    for line in outcome.refusals:
+        print(f"would be refused: {line}")
+    if c.forced:
+        print(f"forced: {c.force_reason}")
+        for line in c.overridden:
+            print(f"  overridden: {line}")
+    if outcome.result["paused"]:
+        print(f"paused: the program pays nothing this week ({outcome.result['pause_reason']})")
+    if rows:
+        report.print_rows(
+            f"Payouts, week {outcome.week} (USDC)",
+            [
+                {
+                    "authority": r["authority"],
+                    **{m: closing.usdc(r[m]) for m in markets},
+                    "volume": closing.usdc(r["volume"]),
+                    "total": closing.usdc(r["total"]),
+                }
+                for r in rows
+            ],
+        )
+    for p in outcome.result["pools"]:
+        if p["pool"] or p["unallocated"]:
+            print(
+                f"pool {p['market']}: {closing.usdc(p['pool'])} USDC,"
+                f" paid {closing.usdc(p['paid'])}, unallocated {closing.usdc(p['unallocated'])}"
+            )
+    print(f"unallocated  {closing.usdc(outcome.result['unallocated'])} USDC")
+    print(f"digest       {c.digest}")
+    print(f"result       sha256 {c.result_sha256}")
+    print(f"params_hash  {c.params_hash}")
+    print(f"seed         {c.seed or '(none)'}")
+    print(f"books_root   {c.books_root} ({c.books} books)")
+    print(f"fills_digest {c.fills_digest} ({c.fills} fills)")
+    for path in files:
+        print(f"wrote {path}")
+    return 0
+
+
+def _verify_week(args: argparse.Namespace, settings: config.Settings) -> int:
+    w = week.Week.parse(args.week)
+    db = _open_database(settings)
+    try:
+        with db.engine.connect() as conn:
+            migrations.check(conn)
+        result = closing.verify_week(db.engine, w)
+    finally:
+        db.close()
+    if result.ok:
+        print(
+            f"week {w}: ok — {result.books} books and {result.fills} fills recomputed, "
+            f"every digest matches ({result.digest})"
+        )
+        return 0
+    print(f"week {w}: MISMATCH — {result.difference}")
+    return 1
+
+
+def _makers(args: argparse.Namespace, settings: config.Settings) -> int:
+    program = config.load_program(settings.program_file)
+    now = week.Week.containing(report.utcnow())
+    db = _open_database(settings)
+    try:
+        with db.engine.begin() as conn:
+            migrations.check(conn)
+            if args.makers_command == "add":
+                who = closing.authority(args.authority)
+                start = week.Week.parse(args.from_week) if args.from_week else now
+                store_close.add_participant(conn, who, name=args.name or "", from_week=start)
+                print(f"registered {who} from {start}")
+            elif args.makers_command == "remove":
+                who = closing.authority(args.authority)
+                start = week.Week.parse(args.from_week) if args.from_week else now
+                if not store_close.remove_participant(conn, who, from_week=start):
+                    raise InputError(f"{who} is not registered (see `driftsnap makers list`)")
+                print(f"{who} is no participant from {start} on")
+            else:
+                listed = store_close.participants(conn)
+                forfeits = store_close.forfeits(conn)
+    finally:
+        db.close()
+    if program.participants == "all" and args.makers_command != "list":
+        print(
+            'note: the program pays every maker (participants = "all"); registrations '
+            'restrict the participants only under participants = "registered"',
+            file=sys.stderr,
+        )
+    if args.makers_command != "list":
+        return 0
+    registered: list[dict[str, Any]] = [
+        {
+            "authority": p.authority,
+            "name": p.name,
+            "from_week": None if p.from_week is None else str(p.from_week),
+            "until_week": None if p.until_week is None else str(p.until_week),
+        }
+        for p in listed
+    ]
+    forfeited: list[dict[str, Any]] = [
+        {"authority": f.authority, "week": str(f.week), "reason": f.reason} for f in forfeits
+    ]
+    if args.format == "json":
+        doc = {
+            "participants": program.participants,
+            "registered": registered,
+            "forfeits": forfeited,
+        }
+        print(json.dumps(doc, indent=2))
+        return 0
+    print(f"program participants: {program.participants}")
+    if registered:
+        report.print_rows("Registered makers", registered)
+    else:
+        print("no makers registered in the database")
+    if forfeited:
+        report.print_rows("Forfeits", forfeited)
+    return 0
+
+
+def _forfeit(args: argparse.Namespace, settings: config.Settings) -> int:
+    who = closing.authority(args.authority)
+    weeks = [week.Week.parse(args.week)] if args.week else closing.month_weeks(args.month)
+    db = _open_database(settings)
+    try:
+        with db.engine.connect() as conn:
+            migrations.check(conn)
+        closing.forfeit(db.engine, who, weeks, reason=args.reason)
+    finally:
+        db.close()
+    print(f"forfeited {who}: {', '.join(map(str, weeks))} ({args.reason.strip()})")
+    return 0
+
+
 def _add_reader_arguments(p: argparse.ArgumentParser) -> None:
     """The flags of every command that reads the chain (mapped onto Settings in main())."""
     p.add_argument("--rpc-url", metavar="URL", help="Solana JSON-RPC endpoint (DRIFTSNAP_RPC_URL)")
@@ -618,6 +792,7 @@ def build_parser() -> argparse.ArgumentParser:
     simnet_command.add_arguments(p)
     p.set_defaults(handler=_simnet)
     _add_daemon_commands(sub)
+    _add_close_commands(sub)
     return parser
 
 
@@ -707,6 +882,129 @@ def _add_daemon_commands(sub: Any) -> None:
         "--scenario", choices=sorted(demo.SCENARIOS), default="default", help="default: default"
     )
     p.set_defaults(handler=_demo)
+
+
+def _add_close_commands(sub: Any) -> None:
+    """``close-week``, ``verify-week``, ``makers`` and ``forfeit``."""
+    p = sub.add_parser(
+        "close-week",
+        help="close a program week: payouts in micro-USDC, stored once, immutable, with digests",
+        description=(
+            "Compute a week's payouts with the scoring spec (score pools per market among the\n"
+            "participants minus forfeits, the volume pool, largest remainder in micro-USDC) and\n"
+            "store them in one transaction under an advisory lock, with the revealed sampling\n"
+            "seed and a digest anyone holding the data can check (`driftsnap verify-week`).\n"
+            "Default: the last completed week (Monday 00:00 UTC to Monday 00:00 UTC).\n\n"
+            "Refuses a week that has not ended; and, unless --force --reason TEXT, a week with\n"
+            "fill gaps, unfinalized or unattributed fills, snapshot coverage below\n"
+            "--min-coverage in a paid market, or a sampling seed that cannot be revealed or\n"
+            "does not match the tick times. A closed week is immutable: closing it again prints\n"
+            "the stored result. Participants and forfeits: the program file's plus those\n"
+            "recorded with `driftsnap makers` and `driftsnap forfeit`."
+        ),
+        epilog=(
+            "examples:\n"
+            "  driftsnap close-week                               # the last completed week\n"
+            "  driftsnap close-week --week 2026-W47 --out payouts/\n"
+            "  driftsnap close-week --week 2026-W47 --dry-run --method drift-mm-scoring\n"
+            "  driftsnap close-week --week 2026-W47 --force --reason 'RPC outage, approved'"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--week", metavar="YYYY-Www", help="ISO week (default: the last completed)")
+    p.add_argument(
+        "--method",
+        choices=sorted(methods.PRESETS),
+        help="recompute under this method from the stored order-level books",
+    )
+    p.add_argument("--dry-run", action="store_true", help="compute and print; store nothing")
+    p.add_argument("--force", action="store_true", help="close despite the refusals")
+    p.add_argument("--reason", metavar="TEXT", help="why a forced close is right (stored)")
+    p.add_argument(
+        "--min-coverage",
+        type=float,
+        default=closing.DEFAULT_MIN_COVERAGE,
+        metavar="SHARE",
+        help="ok ticks needed per paid market, 0..1 (default 0.95)",
+    )
+    p.add_argument("--out", type=Path, metavar="DIR", help="write DIR/payouts-<week>.csv and .json")
+    p.add_argument("--format", choices=["table", "json"], default="table")
+    p.set_defaults(handler=_close_week)
+
+    p = sub.add_parser(
+        "verify-week",
+        help="recompute a closed week from the stored books and fills and check every digest",
+        description=(
+            "Re-score every stored order-level book of a closed week under its method, recount\n"
+            "the maker volume from the stored fills, recompute the Merkle root of the books,\n"
+            "the fills digest and the result, and compare them with what the close stored.\n"
+            "Exit 0 when everything matches, 1 with the first difference."
+        ),
+        epilog="examples:\n  driftsnap verify-week --week 2026-W47",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--week", metavar="YYYY-Www", required=True, help="the closed ISO week")
+    p.set_defaults(handler=_verify_week)
+
+    p = sub.add_parser(
+        "makers",
+        help="register makers (participants) in the database, remove or list them",
+        description=(
+            "Makers registered here join the program file's [[participant]] entries when the\n"
+            'program says participants = "registered"; under participants = "all" every\n'
+            "maker is paid and registrations are only recorded. A removal takes effect from a\n"
+            "week on (default the current one); closed weeks never change."
+        ),
+        epilog=(
+            "examples:\n"
+            "  driftsnap makers add 7xKX...AsU --name 'Acme MM' --from-week 2026-W48\n"
+            "  driftsnap makers remove 7xKX...AsU --from-week 2026-W50\n"
+            "  driftsnap makers list --format json"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    makers_sub = p.add_subparsers(dest="makers_command", metavar="ACTION", required=True)
+    q = makers_sub.add_parser("add", help="register an authority", description="Register a maker.")
+    q.add_argument("authority", metavar="AUTHORITY", help="the maker's wallet (base58)")
+    q.add_argument("--name", metavar="TEXT", help="a label for people")
+    q.add_argument("--from-week", metavar="YYYY-Www", help="first week (default: the current)")
+    q.set_defaults(handler=_makers)
+    q = makers_sub.add_parser(
+        "remove", help="end a registration", description="End a maker's registration."
+    )
+    q.add_argument("authority", metavar="AUTHORITY", help="the maker's wallet (base58)")
+    q.add_argument(
+        "--from-week", metavar="YYYY-Www", help="first week without it (default: the current)"
+    )
+    q.set_defaults(handler=_makers)
+    q = makers_sub.add_parser(
+        "list", help="registered makers and forfeits", description="List makers and forfeits."
+    )
+    q.add_argument("--format", choices=["table", "json"], default="table")
+    q.set_defaults(handler=_makers)
+
+    p = sub.add_parser(
+        "forfeit",
+        help="forfeit a maker's rewards for a week or a month (wash trading, self-matching)",
+        description=(
+            "Record that AUTHORITY forfeits its rewards for a week, or for every week whose\n"
+            "Monday falls in a month (the program forfeits a month's incentives for wash\n"
+            "trading). The week close gives its share to the other participants. Weeks already\n"
+            "closed cannot change: the command refuses them."
+        ),
+        epilog=(
+            "examples:\n"
+            "  driftsnap forfeit 7xKX...AsU --week 2026-W47 --reason 'self-matching'\n"
+            "  driftsnap forfeit 7xKX...AsU --month 2026-11 --reason 'wash trading'"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("authority", metavar="AUTHORITY", help="the maker's wallet (base58)")
+    when = p.add_mutually_exclusive_group(required=True)
+    when.add_argument("--week", metavar="YYYY-Www", help="one ISO week")
+    when.add_argument("--month", metavar="YYYY-MM", help="every week whose Monday is in it")
+    p.add_argument("--reason", metavar="TEXT", required=True, help="why (stored)")
+    p.set_defaults(handler=_forfeit)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -512,7 +512,22 @@ class _Daemon:
                 seed = found
             weeks.set_pools(conn, w, self.program.score_pools(w))
             store_fills.set_volume_pool(conn, w, self.program.volume_pool_for(w))
+            self._reveal_previous(conn, w, directory)
         return sampling.Schedule(w, cadence, seed)
+
+    def _reveal_previous(self, conn: sa.Connection, w: week.Week, directory: Path) -> None:
+        """Reveal the seed of the week before ``w``: all its instants are past, so nothing is
+        left to predict, and a close-week running elsewhere (a CronJob) finds it stored."""
+        prev = w.previous()
+        record = weeks.record(conn, prev)
+        if record is None or record.seed is not None:
+            return
+        seed = read_seed(directory, prev, record.seed_sha256)
+        if seed is None:
+            log.warning("seed_not_revealed", week=str(prev), reason=f"no seed file in {directory}")
+            return
+        weeks.reveal_seed(conn, prev, seed)
+        log.info("seed_revealed", week=str(prev), commitment=record.seed_sha256)
 
     # ------------------------------------------------------------ maker fills
 

@@ -7,7 +7,8 @@
     │                              (a book of another market, an unknown method, ...)
     ├── SamplingError              (sampling) a seed or cadence the schedule cannot use
     ├── ChainError                 (chain.errors) reading the chain: RPC, accounts, markets
-    └── StoreError                 (store.errors) Postgres: connection, schema, locks
+    ├── StoreError                 (store.errors) Postgres: connection, schema, locks
+    └── CloseError                 (closing) a week that cannot be closed or verified as asked
 
 Each layer defines its own subclasses in its own package, so a caller can catch
 ``DriftsnapError`` and know that anything else is a bug.

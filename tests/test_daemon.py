@@ -319,3 +319,36 @@ async def test_run_refuses_a_schema_that_is_behind(pg_empty_url: sa.URL, tmp_pat
     settings = settings_for(pg_empty_url, "http://127.0.0.1:9", tmp_path)
     with pytest.raises(SchemaError, match="run driftsnap migrate"):
         await daemon.run(settings, once=False, stop=asyncio.Event(), clock=SteppedClock())
+
+
+async def test_opening_a_week_reveals_the_finished_weeks_seed(
+    pg_url: sa.URL, tmp_path: Path
+) -> None:
+    """Crossing Monday 00:00 stores last week's seed, matching its commitment, for close-week."""
+    sunday = WEEK.start - timedelta(minutes=2)  # 23:58 on the last day of the previous week
+    previous = WEEK.previous()
+    async with server.serve("quiet", seed=9) as node:
+        await node.advance(5)
+        settings = settings_for(pg_url, node.url, tmp_path, markets=("SOL-PERP",))
+        clock = SteppedClock(sunday)
+        stop = asyncio.Event()
+        task = await run_daemon(settings, clock, stop)
+        await clock.tick(1)  # a tick of the previous week: its seed is committed, still secret
+        engine = sa.create_engine(pg_url)
+        try:
+            with engine.connect() as conn:
+                before = weeks.record(conn, previous)
+            assert before is not None
+            assert before.seed is None
+            await clock.tick(3)  # into WEEK: opening it reveals the previous week's seed
+            with engine.connect() as conn:
+                after = weeks.record(conn, previous)
+                current = weeks.record(conn, WEEK)
+        finally:
+            engine.dispose()
+        assert await finish(task, stop) == 0
+    assert after is not None
+    assert after.seed is not None
+    assert sampling.commitment(after.seed) == before.seed_sha256
+    assert current is not None
+    assert current.seed is None  # this week's instants are still ahead: its seed stays secret

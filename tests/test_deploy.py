@@ -197,6 +197,21 @@ def test_migrate_job_runs_a_real_subcommand_with_the_secret() -> None:
     assert set(secret["stringData"]) == {"DRIFTSNAP_RPC_URL", "DRIFTSNAP_DATABASE_URL"}
 
 
+def test_close_week_cronjob_runs_weekly_after_the_week_once_at_a_time() -> None:
+    """The CronJob runs a real `close-week` Mondays 00:30 UTC, one at a time, with the Secret."""
+    docs = _k8s()
+    kustomization = yaml.safe_load((DEPLOY / "k8s" / "kustomization.yaml").read_text())
+    assert "close-week-cronjob.yaml" in kustomization["resources"]
+    cron = docs["CronJob/driftsnap-close-week"]["spec"]
+    assert cron["schedule"] == "30 0 * * 1"
+    assert cron["timeZone"] == "Etc/UTC"
+    assert cron["concurrencyPolicy"] == "Forbid"
+    container = cron["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"][0] == "close-week"
+    assert container["args"][0] in _subcommands()
+    assert container["envFrom"] == [{"secretRef": {"name": "driftsnap"}}]
+
+
 # ---------------------------------------------------------------- Grafana
 
 

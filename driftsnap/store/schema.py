@@ -386,3 +386,73 @@ weekly_volume = sa.table(
 live_volume = sa.table("live_volume", *(sa.column(c.name, c.type) for c in weekly_volume.c))
 
 VIEWS = (weekly_scores, live_scores, weekly_coverage, live_coverage, weekly_volume, live_volume)
+
+
+# ------------------------------------------------------------- the week close (0003_close.sql)
+# Its triggers (a closed week's rows are immutable) live in the migration only.
+
+
+def _monday_check(column: str, name: str) -> sa.CheckConstraint:
+    return sa.CheckConstraint(f"extract(isodow FROM {column}) = 1", name=name)
+
+
+participants = sa.Table(
+    "participants",
+    metadata,
+    sa.Column("authority", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False, server_default=sa.text("''")),
+    sa.Column("from_week", sa.Date),
+    sa.Column("until_week", sa.Date),
+    sa.Column("added_at", TIMESTAMPTZ, nullable=False, server_default=sa.func.now()),
+    _monday_check("from_week", "participants_from_week_check"),
+    _monday_check("until_week", "participants_until_week_check"),
+    sa.CheckConstraint("until_week >= from_week", name="participants_range_check"),
+)
+
+forfeits = sa.Table(
+    "forfeits",
+    metadata,
+    sa.Column("authority", sa.Text, primary_key=True),
+    sa.Column("week_start", sa.Date, primary_key=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("recorded_at", TIMESTAMPTZ, nullable=False, server_default=sa.func.now()),
+    _monday_check("week_start", "forfeits_monday_check"),
+    sa.CheckConstraint("reason <> ''", name="forfeits_reason_check"),
+)
+
+week_closes = sa.Table(
+    "week_closes",
+    metadata,
+    sa.Column("week_start", sa.Date, primary_key=True),
+    sa.Column("method", sa.Text, nullable=False),
+    sa.Column("params_hash", sa.Text, nullable=False),
+    sa.Column("program_digest", sa.Text, nullable=False),
+    sa.Column("forced", sa.Boolean, nullable=False),
+    sa.Column("force_reason", sa.Text, nullable=False, server_default=sa.text("''")),
+    sa.Column("overridden", sa.Text, nullable=False, server_default=sa.text("''")),
+    sa.Column("seed_sha256", sa.Text),
+    sa.Column("seed", sa.Text),
+    sa.Column("books", sa.Integer, nullable=False),
+    sa.Column("books_root", sa.Text, nullable=False),
+    sa.Column("fills", sa.Integer, nullable=False),
+    sa.Column("fills_digest", sa.Text, nullable=False),
+    sa.Column("result_json", sa.Text, nullable=False),
+    sa.Column("result_sha256", sa.Text, nullable=False),
+    sa.Column("digest", sa.Text, nullable=False),
+    sa.Column("closed_at", TIMESTAMPTZ, nullable=False, server_default=sa.func.now()),
+    _monday_check("week_start", "week_closes_monday_check"),
+    sa.CheckConstraint("forced = (force_reason <> '')", name="week_closes_forced_check"),
+)
+
+week_close_payouts = sa.Table(
+    "week_close_payouts",
+    metadata,
+    sa.Column("week_start", sa.Date, primary_key=True),
+    sa.Column("pool", sa.Text, primary_key=True),
+    sa.Column("maker", sa.Text, primary_key=True),
+    sa.Column("authority", sa.Text, nullable=False),
+    sa.Column("weight", sa.Numeric(asdecimal=True), nullable=False),
+    sa.Column("participant", sa.Boolean, nullable=False),
+    sa.Column("reward_micro_usdc", sa.BigInteger, nullable=False),
+    sa.CheckConstraint("reward_micro_usdc >= 0", name="week_close_payouts_reward_check"),
+)

@@ -1,0 +1,635 @@
+"""The week close: the wiring of the program, the stored week and the scoring spec into one result.
+
+``driftsnap close-week`` calls :func:`close_week`, ``driftsnap verify-week`` :func:`verify_week`.
+Errors (exit 1 unless said)::
+
+    DriftsnapError
+    ├── CloseError              the week cannot be closed as asked; the message says what to do
+    │   ├── WeekNotEndedError   the week is still running: it cannot be forced
+    │   ├── CloseRefusedError   preconditions not met; --force --reason TEXT overrides them
+    │   └── NotClosedError      verify-week of a week that was never closed
+    └── InputError              (exit 2) a bad authority pubkey or month
+
+Close, in one transaction under the close lock (:func:`driftsnap.store.close.lock`):
+
+1. a week already closed returns its stored result (a second or concurrent run changes nothing);
+2. the week must have ended; then the **refusals**: fill gaps, fills not finalized or without a
+   known maker authority (when the volume pool pays), snapshot coverage below ``min_coverage``
+   in a paid market, a sampling seed that is missing, unrevealable or contradicted by the tick
+   times. Each says what to do; ``force`` with a ``reason`` overrides them all, and the reason
+   and the overridden refusals are stored with the result;
+3. the **terms** (:func:`terms`): the program file's pools, pause and participants for the week,
+   plus the makers registered and the forfeits recorded in the database;
+4. the week's score totals (the stored accumulators when complete for the method, else the
+   stored order-level books re-scored) and maker volume go through ``scoring.week.settle``;
+5. the seed is revealed (stored), and the result, its digests and its payout rows are stored;
+   the migration's triggers then refuse any change to the week.
+
+Participants and forfeits from two places: the program file stays the source of the program's
+*rules* (``participants = "all" | "registered"``); the database adds registrations and forfeits
+that operators record between releases (``driftsnap makers`` / ``driftsnap forfeit``). Under
+``participants = "all"`` registrations are recorded but do not restrict anyone.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import time
+from dataclasses import dataclass, replace
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from solders.pubkey import Pubkey
+
+from driftsnap import daemon, ingest, logs, sampling
+from driftsnap.errors import DriftsnapError, InputError
+from driftsnap.scoring import digest, methods, scorer
+from driftsnap.scoring import week as week_mod
+from driftsnap.store import close as store_close
+from driftsnap.store import queries, weeks
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from datetime import datetime
+    from pathlib import Path
+
+    import sqlalchemy as sa
+
+    from driftsnap import config
+
+log = logs.get(__name__)
+
+DEFAULT_MIN_COVERAGE = 0.95
+_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+
+
+class CloseError(DriftsnapError):
+    """The week cannot be closed as asked (exit 1); the message says what to do."""
+
+
+class WeekNotEndedError(CloseError):
+    """The week is still running (or in the future)."""
+
+
+class CloseRefusedError(CloseError):
+    """Preconditions are not met; ``--force --reason TEXT`` overrides them."""
+
+    def __init__(self, week: week_mod.Week, reasons: list[str]) -> None:
+        self.reasons = reasons
+        lines = "; ".join(reasons)
+        super().__init__(
+            f"week {week} cannot be closed: {lines} (fix these, or close anyway with "
+            f"--force --reason TEXT, which is stored with the result)"
+        )
+
+
+class NotClosedError(CloseError):
+    """verify-week of a week that has no stored close."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a close produced: the stored (or dry-run) close and the result it holds."""
+
+    week: week_mod.Week
+    close: store_close.Close
+    result: dict[str, Any]
+    stored: bool  # written by this run
+    already: bool  # closed before this run
+    source: str  # "accumulators" | "books" | "stored"
+    ms: float
+    refusals: tuple[str, ...] = ()  # a dry run's: what a real close would refuse over
+
+
+# ---------------------------------------------------------------------------- terms
+
+
+def terms(conn: sa.Connection, program: config.Program, week: week_mod.Week) -> week_mod.WeekTerms:
+    """The program's terms of ``week`` with the database's registrations and forfeits added."""
+    base = program.terms(week)
+    registered = base.participants.registered
+    if registered is not None:
+        registered = registered | {
+            p.authority for p in store_close.participants(conn) if p.active(week)
+        }
+    forfeited = base.participants.forfeited | {
+        f.authority for f in store_close.forfeits(conn, week)
+    }
+    return replace(
+        base, participants=week_mod.Participants(registered=registered, forfeited=forfeited)
+    )
+
+
+def _terms_from(doc: dict[str, Any], week: week_mod.Week) -> week_mod.WeekTerms:
+    """The terms a stored result was computed with (verify uses them, not today's program)."""
+    t = doc["terms"]
+    return week_mod.WeekTerms(
+        week=week,
+        score_pools=t["score_pools"],
+        volume_pool=t["volume_pool"],
+        participants=week_mod.Participants(
+            registered=None if t["registered"] is None else frozenset(t["registered"]),
+            forfeited=frozenset(t["forfeited"]),
+        ),
+        paused=doc["paused"],
+        pause_reason=doc["pause_reason"],
+    )
+
+
+# ---------------------------------------------------------------------------- refusals
+
+
+def _seed(
+    conn: sa.Connection, week: week_mod.Week, seeds_dir: Path
+) -> tuple[weeks.WeekRecord | None, bytes | None, list[str]]:
+    """The week's commitment, its seed if it can be revealed, and what is wrong."""
+    record = weeks.record(conn, week)
+    if record is None:
+        return None, None, [f"week {week} has no sampling commitment (was the daemon running?)"]
+    seed = record.seed or daemon.read_seed(seeds_dir, week, record.seed_sha256)
+    if seed is None:
+        return (
+            record,
+            None,
+            [
+                f"the sampling seed of {week} is not revealed and not in {seeds_dir}: run "
+                f"close-week with the daemon's data directory (DRIFTSNAP_DATA_DIR)"
+            ],
+        )
+    problems = sampling.verify(
+        week, record.cadence, seed, record.seed_sha256, store_close.tick_times(conn, week)
+    )
+    if problems:
+        return (
+            record,
+            seed,
+            [
+                f"{len(problems)} tick(s) were not taken at their scheduled instant "
+                f"(first: {problems[0]})"
+            ],
+        )
+    return record, seed, []
+
+
+def _coverage(
+    conn: sa.Connection,
+    week: week_mod.Week,
+    t: week_mod.WeekTerms,
+    record: weeks.WeekRecord | None,
+    min_coverage: float,
+) -> list[str]:
+    paid = sorted(m for m, pool in t.score_pools.items() if pool > 0)
+    if t.paused or not paid:
+        return []
+    rows = {c.market: c for c in queries.week_coverage(conn, week)}
+    ticks = max((c.ticks for c in rows.values()), default=0)
+    # Against the schedule, not the ticks written: a daemon stopped for good writes none.
+    expected = (week.end - week.start) // record.cadence if record is not None else ticks
+    if not expected:
+        return [f"no ticks of {week} are stored (was the daemon running that week?)"]
+    out = []
+    for market in paid:
+        ok = rows[market].ok if market in rows else 0
+        if ok / expected < min_coverage:
+            out.append(
+                f"{market}: {ok} of {expected} ticks ok ({ok / expected:.1%} < "
+                f"{min_coverage:.0%}; the weekly_coverage view shows the missed and rejected)"
+            )
+    return out
+
+
+def refusals(
+    conn: sa.Connection,
+    week: week_mod.Week,
+    t: week_mod.WeekTerms,
+    *,
+    min_coverage: float,
+    seeds_dir: Path,
+) -> tuple[list[str], bytes | None]:
+    """Why ``week`` cannot be closed (empty: it can), and its seed when it can be revealed."""
+    reasons: list[str] = []
+    if t.volume_pool > 0 and not t.paused:
+        reasons += [
+            r + (" (run `driftsnap fills check`)" if "missing" in r else "")
+            for r in ingest.close_blockers(conn, week)
+        ]
+    record, seed, seed_problems = _seed(conn, week, seeds_dir)
+    if any(store_close.ok_snapshots(conn, week).values()):
+        reasons += seed_problems
+    reasons += _coverage(conn, week, t, record, min_coverage)
+    return reasons, seed
+
+
+# ---------------------------------------------------------------------------- computing
+
+
+def _accumulator(
+    totals: dict[str, store_close.MarketTotals], aggregation: week_mod.Aggregation
+) -> week_mod.WeekAccumulator:
+    acc = week_mod.WeekAccumulator(aggregation)
+    for name, m in totals.items():
+        acc.markets[name] = week_mod.MarketAccumulator(
+            market=name,
+            snapshots=m.snapshots,
+            totals={k: week_mod.ExactSum([v]) for k, v in m.totals.items()},
+            authority_of=dict(m.authority_of),
+        )
+    return acc
+
+
+@dataclass(frozen=True, slots=True)
+class _Inputs:
+    scores: week_mod.WeekAccumulator
+    leaves: list[digest.BookLeaf]
+    fills: list[digest.FillFact]
+    source: str
+
+
+def _from_books(conn: sa.Connection, week: week_mod.Week, method: methods.Method) -> _Inputs:
+    acc = week_mod.WeekAccumulator(method.aggregation)
+    leaves = []
+    for stored in store_close.week_books(conn, week):
+        acc.add(scorer.score(stored.book, method))
+        leaves.append(stored.leaf)
+    return _Inputs(acc, leaves, store_close.fill_facts(conn, week), "books")
+
+
+def _inputs(conn: sa.Connection, week: week_mod.Week, method: methods.Method) -> _Inputs:
+    """Score totals from the stored accumulators when they hold every ok snapshot under
+    ``method`` (the daemon's methods), else from the order-level books."""
+    totals = store_close.week_totals(conn, week, method.params_hash, maker_key=method.maker_key)
+    ok = store_close.ok_snapshots(conn, week)
+    complete = all(totals.get(m) and totals[m].snapshots == n for m, n in ok.items() if n)
+    if not complete:
+        return _from_books(conn, week, method)
+    return _Inputs(
+        _accumulator(totals, method.aggregation),
+        store_close.book_leaves(conn, week),
+        store_close.fill_facts(conn, week),
+        "accumulators",
+    )
+
+
+def _build(
+    week: week_mod.Week,
+    method: methods.Method,
+    t: week_mod.WeekTerms,
+    inputs: _Inputs,
+    volume: dict[str, int],
+    *,
+    program_digest: str,
+    seed: bytes | None,
+    seed_sha256: str | None,
+    forced: bool,
+    reason: str,
+    overridden: Iterable[str],
+) -> tuple[store_close.Close, dict[str, Any], list[store_close.PayoutRow]]:
+    result = week_mod.settle(
+        t, inputs.scores, volume, method=method.name, params_hash=method.params_hash
+    )
+    doc = digest.result_document(result, t)
+    text = digest.canonical_json(doc)
+    books_root = digest.merkle_root([leaf.hash() for leaf in inputs.leaves])
+    fills_digest, fills = digest.fills_digest(inputs.fills)
+    seed_hex = None if seed is None else seed.hex()
+    close = store_close.Close(
+        week_start=week.monday,
+        method=method.name,
+        params_hash=method.params_hash,
+        program_digest=program_digest,
+        forced=forced,
+        force_reason=reason,
+        overridden=tuple(overridden),
+        seed_sha256=seed_sha256,
+        seed=seed_hex,
+        books=len(inputs.leaves),
+        books_root=books_root,
+        fills=fills,
+        fills_digest=fills_digest,
+        result_json=text,
+        result_sha256=digest.sha256_hex(text),
+        digest=digest.close_digest(
+            doc,
+            params_hash=method.params_hash,
+            seed_hex=seed_hex,
+            books_root=books_root,
+            fills_digest=fills_digest,
+        ),
+    )
+    rows = [
+        store_close.PayoutRow(
+            pool=p.market,
+            maker=m.maker,
+            authority=m.authority,
+            weight=Decimal(m.weight),
+            participant=m.participant,
+            reward_micro_usdc=m.reward,
+        )
+        for p in result.pools
+        for m in p.makers
+    ]
+    return close, doc, rows
+
+
+def close_week(
+    engine: sa.Engine,
+    program: config.Program,
+    *,
+    now: datetime,
+    seeds_dir: Path,
+    week: week_mod.Week | None = None,
+    method: str | None = None,
+    default_method: str | None = None,
+    dry_run: bool = False,
+    force: bool = False,
+    reason: str = "",
+    min_coverage: float = DEFAULT_MIN_COVERAGE,
+) -> Outcome:
+    """Close ``week`` (default: the last completed one at ``now``); see the module docstring.
+
+    ``method`` recomputes under that method from the order-level books (``--method``); without
+    it the week closes under ``default_method`` or the program's, from the stored accumulators
+    when they hold every snapshot.
+    """
+    started = time.perf_counter()
+    w = week or week_mod.Week.last_completed(now)
+    if force and not reason.strip():
+        raise CloseError("--force needs --reason TEXT: the reason is stored with the result")
+    if w.end > now:
+        raise WeekNotEndedError(
+            f"week {w} has not ended: it closes after {w.end.isoformat()} (Monday 00:00 UTC); "
+            f"close the last completed week ({week_mod.Week.last_completed(now)}) instead"
+        )
+    chosen = methods.get(method or default_method or program.method)
+    with engine.begin() as conn:
+        store_close.lock(conn)
+        done = store_close.stored(conn, w)
+        if done is not None and not dry_run:
+            if method is not None and done.params_hash != chosen.params_hash:
+                raise CloseError(
+                    f"week {w} is closed under {done.method}; a closed week is immutable "
+                    f"(compare another method with --dry-run --method {chosen.name})"
+                )
+            return Outcome(
+                w, done, json.loads(done.result_json), stored=False, already=True,
+                source="stored", ms=_ms(started),
+            )  # fmt: skip
+        t = terms(conn, program, w)
+        reasons, seed = refusals(conn, w, t, min_coverage=min_coverage, seeds_dir=seeds_dir)
+        if reasons and not force and not dry_run:
+            raise CloseRefusedError(w, reasons)
+        inputs = _from_books(conn, w, chosen) if method else _inputs(conn, w, chosen)
+        record = weeks.record(conn, w)
+        new, doc, rows = _build(
+            w, chosen, t, inputs, ingest.week_volume(conn, w),
+            program_digest=program.digest, seed=seed,
+            seed_sha256=None if record is None else record.seed_sha256,
+            forced=force, reason=reason.strip() if force else "",
+            overridden=reasons if force else (),
+        )  # fmt: skip
+        if dry_run:
+            conn.rollback()
+            return Outcome(
+                w, new, doc, stored=False, already=done is not None, source=inputs.source,
+                ms=_ms(started), refusals=() if force else tuple(reasons),
+            )  # fmt: skip
+        if seed is not None:
+            weeks.reveal_seed(conn, w, seed)
+        store_close.write(conn, new, rows)
+    log.info(
+        "week_closed", week=str(w), method=chosen.name, digest=new.digest, forced=force,
+        books=new.books, fills=new.fills, source=inputs.source, ms=_ms(started),
+    )  # fmt: skip
+    return Outcome(w, new, doc, stored=True, already=False, source=inputs.source, ms=_ms(started))
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 1)
+
+
+# ---------------------------------------------------------------------------- verify
+
+
+@dataclass(frozen=True, slots=True)
+class Verification:
+    week: week_mod.Week
+    digest: str
+    difference: str | None  # the first one found; None: everything matches
+    books: int
+    fills: int
+
+    @property
+    def ok(self) -> bool:
+        return self.difference is None
+
+
+def verify_week(engine: sa.Engine, week: week_mod.Week) -> Verification:
+    """Recompute a closed week from its stored books and fills and compare every digest."""
+    with engine.connect() as conn:
+        done = store_close.stored(conn, week)
+        if done is None:
+            raise NotClosedError(
+                f"week {week} is not closed (run `driftsnap close-week --week {week}`)"
+            )
+        stored_doc = json.loads(done.result_json)
+        method = methods.get(done.method)
+        inputs = _from_books(conn, week, method)
+        volume = digest.maker_volume(inputs.fills)
+        rows = store_close.payout_rows(conn, week)
+        record = weeks.record(conn, week)
+    seed = None if done.seed is None else bytes.fromhex(done.seed)
+    again, doc, again_rows = _build(
+        week, method, _terms_from(stored_doc, week), inputs, volume,
+        program_digest=done.program_digest, seed=seed, seed_sha256=done.seed_sha256,
+        forced=done.forced, reason=done.force_reason, overridden=done.overridden,
+    )  # fmt: skip
+    checks: list[tuple[str, object, object]] = [
+        ("params_hash", done.params_hash, method.params_hash),
+        ("result_sha256 of the stored result", done.result_sha256,
+         digest.sha256_hex(done.result_json)),
+        ("books", done.books, again.books),
+        ("books_root", done.books_root, again.books_root),
+        ("fills", done.fills, again.fills),
+        ("fills_digest", done.fills_digest, again.fills_digest),
+        ("seed commitment", done.seed_sha256,
+         None if record is None else record.seed_sha256),
+        ("seed", done.seed_sha256,
+         done.seed_sha256 if seed is None else sampling.commitment(seed)),
+    ]  # fmt: skip
+    difference = next((f"{n}: stored {a} != recomputed {b}" for n, a, b in checks if a != b), None)
+    if difference is None:
+        found = digest.first_difference(stored_doc, doc)
+        difference = None if found is None else f"result{found} (stored != recomputed)"
+    if difference is None:
+        stored_rows = {_row_key(r): r for r in rows}
+        for row in again_rows:
+            if stored_rows.pop(_row_key(row), None) != row:
+                difference = f"week_close_payouts {_row_key(row)}: stored row != {row}"
+                break
+        else:
+            if stored_rows:
+                difference = f"week_close_payouts: extra stored row {next(iter(stored_rows))}"
+    if difference is None:
+        for name, a, b in (("result_sha256", done.result_sha256, again.result_sha256),
+                           ("digest", done.digest, again.digest)):  # fmt: skip
+            if a != b:
+                difference = f"{name}: stored {a} != recomputed {b}"
+                break
+    return Verification(week, done.digest, difference, again.books, again.fills)
+
+
+def _row_key(r: store_close.PayoutRow) -> tuple[str, str]:
+    return (r.pool, r.maker)
+
+
+# ---------------------------------------------------------------------------- payout files
+
+
+def usdc(micro: int) -> str:
+    """Micro-USDC as a USDC string with 6 decimals (exact)."""
+    return f"{Decimal(micro) / 1_000_000:.6f}"
+
+
+def payout_table(result: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
+    """One row per paid authority: score reward per market, volume reward, total (micro-USDC)."""
+    # Markets without a pool that week (SUI-PERP, ARB-PERP at 0 in 2023) would be empty columns.
+    markets = [
+        p["market"] for p in result["pools"] if p["market"] != week_mod.VOLUME and p["pool"] > 0
+    ]
+    by_authority: dict[str, dict[str, int]] = {}
+    for p in result["pools"]:
+        for m in p["makers"]:
+            if m["reward"]:
+                cell = by_authority.setdefault(m["authority"], {})
+                cell[p["market"]] = cell.get(p["market"], 0) + m["reward"]
+    rows = []
+    for authority, cells in sorted(by_authority.items()):
+        row: dict[str, Any] = {"authority": authority}
+        for market in markets:
+            row[market] = cells.get(market, 0)
+        row["volume"] = cells.get(week_mod.VOLUME, 0)
+        row["total"] = sum(cells.values())
+        rows.append(row)
+    return markets, rows
+
+
+def write_payout_files(outcome: Outcome, directory: Path) -> list[Path]:
+    """``payouts-<week>.csv`` and ``payouts-<week>.json`` in ``directory``; their paths."""
+    markets, rows = payout_table(outcome.result)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        csv_path = directory / f"payouts-{outcome.week}.csv"
+        with csv_path.open("w", newline="") as fh:
+            columns = (
+                ["authority"]
+                + [f"score_{m}_usdc" for m in markets]
+                + ["volume_usdc", "total_usdc", "total_micro_usdc"]
+            )
+            writer = csv.writer(fh, lineterminator="\n")
+            writer.writerow(columns)
+            for r in rows:
+                writer.writerow(
+                    [r["authority"], *(usdc(r[m]) for m in markets), usdc(r["volume"]),
+                     usdc(r["total"]), r["total"]]
+                )  # fmt: skip
+        json_path = directory / f"payouts-{outcome.week}.json"
+        json_path.write_text(json.dumps(payout_json(outcome, markets, rows), indent=2) + "\n")
+    except OSError as exc:
+        raise CloseError(f"{directory}: cannot write the payout files ({exc.strerror})") from None
+    return [csv_path, json_path]
+
+
+def payout_json(outcome: Outcome, markets: list[str], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    c = outcome.close
+    return {
+        "week": str(outcome.week),
+        "method": c.method,
+        "params_hash": c.params_hash,
+        "paused": outcome.result["paused"],
+        "pause_reason": outcome.result["pause_reason"],
+        "forced": c.forced,
+        "force_reason": c.force_reason,
+        "digest": c.digest,
+        "result_sha256": c.result_sha256,
+        "books_root": c.books_root,
+        "books": c.books,
+        "fills_digest": c.fills_digest,
+        "fills": c.fills,
+        "seed": c.seed,
+        "seed_sha256": c.seed_sha256,
+        "program_digest": c.program_digest,
+        "unallocated_micro_usdc": outcome.result["unallocated"],
+        "unallocated_usdc": usdc(outcome.result["unallocated"]),
+        "pools": [
+            {
+                "pool": p["market"],
+                "pool_micro_usdc": p["pool"],
+                "paid_micro_usdc": p["paid"],
+                "unallocated_micro_usdc": p["unallocated"],
+                "snapshots": p["snapshots"],
+            }
+            for p in outcome.result["pools"]
+        ],
+        "payouts": [
+            {
+                "authority": r["authority"],
+                "score_micro_usdc": {m: r[m] for m in markets},
+                "score_usdc": {m: usdc(r[m]) for m in markets},
+                "volume_micro_usdc": r["volume"],
+                "volume_usdc": usdc(r["volume"]),
+                "total_micro_usdc": r["total"],
+                "total_usdc": usdc(r["total"]),
+            }
+            for r in rows
+        ],
+    }
+
+
+# ---------------------------------------------------------------------------- makers, forfeits
+
+
+def authority(text: str) -> str:
+    """``text`` if it is a base58 public key (a wallet authority); :class:`InputError` if not."""
+    try:
+        Pubkey.from_string(text.strip())
+    except ValueError:
+        raise InputError(
+            f"not a base58 public key: {text!r} (an authority is the wallet address that owns "
+            "the Drift User accounts, 32-44 base58 characters)"
+        ) from None
+    return text.strip()
+
+
+def month_weeks(text: str) -> list[week_mod.Week]:
+    """The program weeks of a month ``YYYY-MM``: those whose Monday falls in it."""
+    match = _MONTH.match(text.strip())
+    if not match or not 1 <= int(match[2]) <= 12:
+        raise InputError(f"month must look like 2026-11, got {text!r}")
+    first = date(int(match[1]), int(match[2]), 1)
+    monday = first + timedelta(days=(7 - first.weekday()) % 7)
+    out = []
+    while monday.month == first.month:
+        out.append(week_mod.Week.containing(monday))
+        monday += timedelta(days=7)
+    return out
+
+
+def forfeit(
+    engine: sa.Engine, who: str, weeks_: list[week_mod.Week], *, reason: str
+) -> list[week_mod.Week]:
+    """Record ``who``'s forfeit of ``weeks_``; refuses if any of them is already closed."""
+    if not reason.strip():
+        raise InputError("--reason TEXT is required: it is kept with the forfeit")
+    with engine.begin() as conn:
+        store_close.lock(conn)  # a close in flight either sees the forfeit or refuses it
+        closed = sorted(store_close.closed_weeks(conn, weeks_))
+        if closed:
+            raise CloseError(
+                f"week {', '.join(map(str, closed))} is already closed and paid; a forfeit "
+                "cannot change a closed week (record it for open weeks only)"
+            )
+        store_close.add_forfeits(conn, who, weeks_, reason=reason.strip())
+    return weeks_

@@ -1,0 +1,430 @@
+"""The week close in SQL: its lock, its stored result, its inputs, participants and forfeits.
+
+The close runs in one transaction under :func:`lock` (a transaction-level advisory lock), so two
+closes of any week run one after the other and the second finds the first's row::
+
+    with engine.begin() as conn:
+        close.lock(conn)
+        if (done := close.stored(conn, week)) is None:
+            ...compute...
+            close.write(conn, new_close, payout_rows)
+
+A closed week is immutable: the triggers of ``0003_close.sql`` refuse any change to its
+``week_closes`` and ``week_close_payouts`` rows and to its inputs (snapshots, tick headers, the
+seed record, fills); this module only ever inserts them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
+
+from driftsnap.scoring import digest
+from driftsnap.scoring import week as week_mod
+from driftsnap.store import books, schema
+from driftsnap.store.errors import StoreError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Sequence
+    from datetime import date
+    from decimal import Decimal
+
+    from driftsnap.scoring import book as book_mod
+
+# Its own key: a close never waits for the daemon's writer lock, only for another close.
+CLOSE_LOCK = int.from_bytes(hashlib.sha256(b"driftsnap/close").digest()[:8], "big", signed=True)
+
+
+def lock(conn: sa.Connection) -> None:
+    """Wait for the close lock; it is released when the current transaction ends."""
+    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(CLOSE_LOCK)))
+
+
+# ---------------------------------------------------------------------------- the result
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """One closed week as stored (or as a dry run would store it)."""
+
+    week_start: date
+    method: str
+    params_hash: str
+    program_digest: str
+    forced: bool
+    force_reason: str
+    overridden: tuple[str, ...]
+    seed_sha256: str | None
+    seed: str | None  # hex
+    books: int
+    books_root: str
+    fills: int
+    fills_digest: str
+    result_json: str
+    result_sha256: str
+    digest: str
+    closed_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutRow:
+    pool: str
+    maker: str
+    authority: str
+    weight: Decimal
+    participant: bool
+    reward_micro_usdc: int
+
+
+def stored(conn: sa.Connection, week: week_mod.Week) -> Close | None:
+    """The stored close of ``week``, if it is closed."""
+    t = schema.week_closes
+    row = conn.execute(sa.select(t).where(t.c.week_start == week.monday)).first()
+    if row is None:
+        return None
+    return Close(
+        week_start=row.week_start,
+        method=row.method,
+        params_hash=row.params_hash,
+        program_digest=row.program_digest,
+        forced=row.forced,
+        force_reason=row.force_reason,
+        overridden=tuple(x for x in row.overridden.split("\n") if x),
+        seed_sha256=row.seed_sha256,
+        seed=row.seed,
+        books=row.books,
+        books_root=row.books_root,
+        fills=row.fills,
+        fills_digest=row.fills_digest,
+        result_json=row.result_json,
+        result_sha256=row.result_sha256,
+        digest=row.digest,
+        closed_at=row.closed_at,
+    )
+
+
+def write(conn: sa.Connection, close: Close, rows: Sequence[PayoutRow]) -> None:
+    """Store a close in the caller's transaction: the payout rows first, then the close row,
+    after which the triggers refuse any change to either."""
+    if rows:
+        conn.execute(
+            sa.insert(schema.week_close_payouts),
+            [
+                {
+                    "week_start": close.week_start,
+                    "pool": r.pool,
+                    "maker": r.maker,
+                    "authority": r.authority,
+                    "weight": r.weight,
+                    "participant": r.participant,
+                    "reward_micro_usdc": r.reward_micro_usdc,
+                }
+                for r in rows
+            ],
+        )
+    conn.execute(
+        sa.insert(schema.week_closes).values(
+            week_start=close.week_start,
+            method=close.method,
+            params_hash=close.params_hash,
+            program_digest=close.program_digest,
+            forced=close.forced,
+            force_reason=close.force_reason,
+            overridden="\n".join(close.overridden),
+            seed_sha256=close.seed_sha256,
+            seed=close.seed,
+            books=close.books,
+            books_root=close.books_root,
+            fills=close.fills,
+            fills_digest=close.fills_digest,
+            result_json=close.result_json,
+            result_sha256=close.result_sha256,
+            digest=close.digest,
+        )
+    )
+
+
+def payout_rows(conn: sa.Connection, week: week_mod.Week) -> list[PayoutRow]:
+    """The stored payout rows of a closed week, by pool then maker."""
+    t = schema.week_close_payouts
+    rows = conn.execute(
+        sa.select(
+            t.c.pool, t.c.maker, t.c.authority, t.c.weight, t.c.participant, t.c.reward_micro_usdc
+        )
+        .where(t.c.week_start == week.monday)
+        .order_by(t.c.pool, t.c.maker)
+    )
+    return [PayoutRow(*r) for r in rows]
+
+
+def closed_weeks(conn: sa.Connection, weeks: Iterable[week_mod.Week]) -> set[week_mod.Week]:
+    """Which of ``weeks`` are closed."""
+    wanted = {w.monday: w for w in weeks}
+    if not wanted:
+        return set()
+    t = schema.week_closes
+    found = conn.execute(sa.select(t.c.week_start).where(t.c.week_start.in_(list(wanted))))
+    return {wanted[d] for d in found.scalars()}
+
+
+# ---------------------------------------------------------------------------- the inputs
+
+
+def book_leaves(conn: sa.Connection, week: week_mod.Week) -> list[digest.BookLeaf]:
+    """The Merkle leaves of ``week``'s ok snapshots, in (tick time, market index) order."""
+    s = schema.snapshots
+    rows = conn.execute(
+        sa.select(
+            s.c.tick_at, s.c.market_index, s.c.slot, s.c.ts, s.c.oracle_price, s.c.orders,
+            sa.func.encode(sa.func.sha256(s.c.book), "hex"),
+        )
+        .where(s.c.tick_at >= week.start, s.c.tick_at < week.end, s.c.status == "ok")
+        .order_by(s.c.tick_at, s.c.market_index)
+    )  # fmt: skip
+    return [
+        digest.BookLeaf(_iso(at), index, slot, ts, oracle, orders, sha)
+        for at, index, slot, ts, oracle, orders, sha in rows
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBook:
+    """One ok snapshot of the week, decoded, with the leaf computed from the bytes read."""
+
+    tick_at: datetime
+    book: book_mod.Book
+    leaf: digest.BookLeaf
+
+
+def week_books(conn: sa.Connection, week: week_mod.Week) -> Iterator[StoredBook]:
+    """Every ok snapshot of ``week`` decoded, in (tick time, market index) order.
+
+    The leaf's book hash is taken here, in Python, over the bytes read back: an independent
+    recomputation of what :func:`book_leaves` asks the server for.
+    """
+    s, k = schema.snapshots, schema.markets
+    rows = conn.execute(
+        sa.select(
+            s.c.tick_at, s.c.market_index, k.c.name, s.c.slot, s.c.ts, s.c.oracle_price,
+            s.c.orders, s.c.book_format, s.c.book,
+        )
+        .join(k, k.c.market_index == s.c.market_index)
+        .where(s.c.tick_at >= week.start, s.c.tick_at < week.end, s.c.status == "ok")
+        .order_by(s.c.tick_at, s.c.market_index)
+    )  # fmt: skip
+    pubkeys: dict[int, str] = {}
+    for r in rows:
+        if r.book_format != books.FORMAT:
+            raise StoreError(f"book format {r.book_format} is not one this driftsnap reads")
+        data = bytes(r.book)
+        missing = books.account_ids(data, r.orders) - pubkeys.keys()
+        if missing:
+            a = schema.accounts
+            pubkeys.update(
+                conn.execute(
+                    sa.select(a.c.account_id, a.c.pubkey).where(a.c.account_id.in_(missing))
+                ).all()
+            )
+        book = books.decode(
+            data, r.orders, pubkeys, market=r.name, market_index=r.market_index, slot=r.slot,
+            ts=r.ts, oracle_price=r.oracle_price,
+        )  # fmt: skip
+        leaf = digest.BookLeaf(
+            _iso(r.tick_at), r.market_index, r.slot, r.ts, r.oracle_price, r.orders,
+            hashlib.sha256(data).hexdigest(),
+        )  # fmt: skip
+        yield StoredBook(r.tick_at, book, leaf)
+
+
+def _iso(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat()
+
+
+_FILL_FACTS = """
+SELECT f.market_type, f.market_index, f.fill_record_id, f.signature, f.slot,
+       extract(epoch FROM f.block_time)::bigint, m.pubkey, ma.pubkey, t.pubkey, ta.pubkey,
+       f.quote_filled
+FROM fills AS f
+LEFT JOIN accounts AS m ON m.account_id = f.maker_id
+LEFT JOIN accounts AS ma ON ma.account_id = f.maker_authority_id
+LEFT JOIN accounts AS t ON t.account_id = f.taker_id
+LEFT JOIN accounts AS ta ON ta.account_id = f.taker_authority_id
+WHERE f.block_time >= :start AND f.block_time < :end
+ORDER BY f.market_type, f.market_index, f.fill_record_id
+"""
+
+
+def fill_facts(conn: sa.Connection, week: week_mod.Week) -> list[digest.FillFact]:
+    """Every stored fill of ``week`` (self-matches and unattributed ones included)."""
+    rows = conn.execute(sa.text(_FILL_FACTS), {"start": week.start, "end": week.end})
+    return [digest.FillFact(*r) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class MarketTotals:
+    """A market's stored week accumulators under one method."""
+
+    market: str
+    snapshots: int  # snapshots scored under the method
+    ok: int  # ok snapshots of the market (all methods)
+    totals: dict[str, float]
+    authority_of: dict[str, str]
+
+
+_TOTALS = """
+SELECT k.name, wm.snapshots, coalesce(mk.ok, 0)
+FROM week_methods AS wm
+JOIN methods AS me USING (method_id)
+JOIN markets AS k USING (market_index)
+LEFT JOIN week_markets AS mk USING (week_start, market_index)
+WHERE wm.week_start = :week AND me.params_hash = :hash
+"""
+
+_MAKERS = """
+SELECT k.name, a.pubkey, coalesce(au.pubkey, a.pubkey), w.score_sum
+FROM week_makers AS w
+JOIN methods AS me USING (method_id)
+JOIN markets AS k USING (market_index)
+JOIN accounts AS a ON a.account_id = w.maker_id
+LEFT JOIN user_accounts AS ua ON ua.user_id = w.maker_id
+LEFT JOIN accounts AS au ON au.account_id = ua.authority_id
+WHERE w.week_start = :week AND me.params_hash = :hash
+"""
+
+
+def week_totals(
+    conn: sa.Connection, week: week_mod.Week, params_hash: str, *, maker_key: str
+) -> dict[str, MarketTotals]:
+    """Per market, the stored week totals of one method, with each maker's authority."""
+    args = {"week": week.monday, "hash": params_hash}
+    out = {
+        name: MarketTotals(name, n, ok, {}, {})
+        for name, n, ok in conn.execute(sa.text(_TOTALS), args)
+    }
+    for market, maker, authority, total in conn.execute(sa.text(_MAKERS), args):
+        acc = out[market]
+        # float(Decimal) rounds the exact sum correctly, as ExactSum does in memory.
+        acc.totals[maker] = float(total)
+        acc.authority_of[maker] = maker if maker_key == "authority" else authority
+    return out
+
+
+def ok_snapshots(conn: sa.Connection, week: week_mod.Week) -> dict[str, int]:
+    """Ok snapshots per market in ``week``."""
+    mk, k = schema.week_markets, schema.markets
+    rows = conn.execute(
+        sa.select(k.c.name, mk.c.ok)
+        .join(k, k.c.market_index == mk.c.market_index)
+        .where(mk.c.week_start == week.monday)
+    )
+    return dict(rows.all())
+
+
+def tick_times(conn: sa.Connection, week: week_mod.Week) -> dict[int, datetime]:
+    """When each sampled tick of ``week`` was taken, by interval (missed ticks have none)."""
+    t = schema.ticks
+    rows = conn.execute(
+        sa.select(t.c.interval_index, t.c.taken_at).where(
+            t.c.tick_at >= week.start, t.c.tick_at < week.end, t.c.taken_at.is_not(None)
+        )
+    )
+    return dict(rows.all())
+
+
+# ---------------------------------------------------------------------------- participants
+
+
+@dataclass(frozen=True, slots=True)
+class Participant:
+    authority: str
+    name: str
+    from_week: week_mod.Week | None
+    until_week: week_mod.Week | None
+
+    def active(self, week: week_mod.Week) -> bool:
+        return (self.from_week is None or self.from_week <= week) and (
+            self.until_week is None or week <= self.until_week
+        )
+
+
+def _week(day: date | None) -> week_mod.Week | None:
+    return None if day is None else week_mod.Week.containing(day)
+
+
+def participants(conn: sa.Connection) -> list[Participant]:
+    """Every registered maker, by authority."""
+    t = schema.participants
+    rows = conn.execute(
+        sa.select(t.c.authority, t.c.name, t.c.from_week, t.c.until_week).order_by(t.c.authority)
+    )
+    return [Participant(a, n, _week(f), _week(u)) for a, n, f, u in rows]
+
+
+def add_participant(
+    conn: sa.Connection, authority: str, *, name: str, from_week: week_mod.Week | None
+) -> None:
+    """Register ``authority`` from ``from_week`` on (again, if it was removed)."""
+    t = schema.participants
+    values: dict[str, Any] = {
+        "name": name,
+        "from_week": None if from_week is None else from_week.monday,
+        "until_week": None,
+    }
+    conn.execute(
+        pg.insert(t)
+        .values(authority=authority, **values)
+        .on_conflict_do_update(index_elements=[t.c.authority], set_=values)
+    )
+
+
+def remove_participant(conn: sa.Connection, authority: str, *, from_week: week_mod.Week) -> bool:
+    """End ``authority``'s registration before ``from_week``; False if it was not registered.
+
+    A registration that would then cover no week at all is deleted.
+    """
+    t = schema.participants
+    row = conn.execute(sa.select(t.c.from_week).where(t.c.authority == authority)).first()
+    if row is None:
+        return False
+    if row.from_week is not None and row.from_week >= from_week.monday:
+        conn.execute(sa.delete(t).where(t.c.authority == authority))
+    else:
+        conn.execute(
+            sa.update(t)
+            .where(t.c.authority == authority)
+            .values(until_week=from_week.previous().monday)
+        )
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class Forfeit:
+    authority: str
+    week: week_mod.Week
+    reason: str
+
+
+def add_forfeits(
+    conn: sa.Connection, authority: str, weeks: Sequence[week_mod.Week], *, reason: str
+) -> None:
+    """Forfeit ``authority``'s rewards of ``weeks`` (a week already forfeited keeps its reason)."""
+    t = schema.forfeits
+    conn.execute(
+        pg.insert(t).on_conflict_do_nothing(index_elements=[t.c.authority, t.c.week_start]),
+        [{"authority": authority, "week_start": w.monday, "reason": reason} for w in weeks],
+    )
+
+
+def forfeits(conn: sa.Connection, week: week_mod.Week | None = None) -> list[Forfeit]:
+    """The recorded forfeits (of one week, or all), by week then authority."""
+    t = schema.forfeits
+    query = sa.select(t.c.authority, t.c.week_start, t.c.reason)
+    if week is not None:
+        query = query.where(t.c.week_start == week.monday)
+    rows = conn.execute(query.order_by(t.c.week_start, t.c.authority))
+    return [Forfeit(a, week_mod.Week.containing(d), r) for a, d, r in rows]

@@ -1,0 +1,124 @@
+"""close-week, verify-week, makers and forfeit as a user runs them (the console script)."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+
+from driftsnap.scoring import week as week_mod
+from tests import books
+from tests.test_cli_store import run
+from tests.test_close import build_week
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+# Long past on any clock the tests run under: the CLI takes the wall clock's time.
+PAST = week_mod.Week(2025, 10)
+
+
+def _env(url: sa.URL, data_dir: Path) -> dict[str, str]:
+    return {
+        "DRIFTSNAP_DATABASE_URL": url.render_as_string(hide_password=False),
+        "DRIFTSNAP_DATA_DIR": str(data_dir),
+    }
+
+
+def test_close_week_prints_and_stores_once_and_verify_week_checks_it(
+    pg_url: sa.URL, pg_engine: sa.Engine, tmp_path: Path
+) -> None:
+    """close-week exits 0 with the digest and files; again: the same digest; verify exits 0/1."""
+    build_week(pg_engine, tmp_path, week=PAST)
+    env = _env(pg_url, tmp_path)
+    out = tmp_path / "payouts"
+    first = run("close-week", "--week", str(PAST), "--out", str(out), env=env)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.startswith(f"week {PAST}: closed — method drift-2023-08, 42 books")
+    digest = next(
+        line.split()[1] for line in first.stdout.splitlines() if line.startswith("digest")
+    )
+    assert (out / f"payouts-{PAST}.csv").exists()
+    doc = json.loads((out / f"payouts-{PAST}.json").read_text())
+    assert doc["digest"] == digest
+    again = run("close-week", "--week", str(PAST), "--format", "json", env=env)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["digest"] == digest
+    verified = run("verify-week", "--week", str(PAST), env=env)
+    assert verified.returncode == 0, verified.stderr
+    assert verified.stdout.startswith(f"week {PAST}: ok")
+    assert digest in verified.stdout
+    with pg_engine.begin() as conn:
+        conn.execute(sa.text("SET LOCAL session_replication_role = replica"))
+        conn.execute(sa.text("UPDATE snapshots SET ts = ts + 1 WHERE market_index = 1"))
+    tampered = run("verify-week", "--week", str(PAST), env=env)
+    assert tampered.returncode == 1
+    assert tampered.stdout.startswith(f"week {PAST}: MISMATCH — books_root: stored ")
+
+
+def test_close_week_refusals_say_what_to_do(
+    pg_url: sa.URL, pg_engine: sa.Engine, tmp_path: Path
+) -> None:
+    """An unended week, missing data and a reasonless force each exit 1 with one clear line."""
+    env = _env(pg_url, tmp_path)
+    future = run("close-week", "--week", "2099-W01", env=env)
+    assert future.returncode == 1
+    assert "has not ended" in future.stderr
+    assert "close the last completed week" in future.stderr
+    build_week(pg_engine, tmp_path, week=PAST, missed=frozenset({1, 2}), finalized=False)
+    refused = run("close-week", "--week", str(PAST), env=env)
+    assert refused.returncode == 1
+    assert refused.stderr.count("\n") == 1
+    assert "not finalized" in refused.stderr
+    assert "SOL-PERP: 12 of 14 ticks ok" in refused.stderr
+    assert "--force --reason TEXT" in refused.stderr
+    reasonless = run("close-week", "--week", str(PAST), "--force", env=env)
+    assert reasonless.returncode == 1
+    assert "needs --reason" in reasonless.stderr
+    forced = run("close-week", "--week", str(PAST), "--force", "--reason", "ops ok", env=env)
+    assert forced.returncode == 0, forced.stderr
+    assert "forced: ops ok" in forced.stdout
+    assert "overridden: the fills of" in forced.stdout
+
+
+def test_makers_and_forfeit_commands(pg_url: sa.URL, tmp_path: Path) -> None:
+    """Bad pubkeys exit 2; registrations and a month's forfeit are listed back."""
+    env = _env(pg_url, tmp_path)
+    bad = run("makers", "add", "not-a-key", env=env)
+    assert bad.returncode == 2
+    assert "not a base58 public key: 'not-a-key'" in bad.stderr
+    who = books.key("acme")
+    added = run("makers", "add", who, "--name", "Acme", "--from-week", "2026-W48", env=env)
+    assert added.returncode == 0, added.stderr
+    assert 'participants = "all"' in added.stderr  # the shipped program pays every maker
+    forfeited = run("forfeit", who, "--month", "2026-11", "--reason", "wash trading", env=env)
+    assert forfeited.returncode == 0, forfeited.stderr
+    listed = run("makers", "list", "--format", "json", env=env)
+    doc = json.loads(listed.stdout)
+    assert doc["registered"] == [
+        {"authority": who, "name": "Acme", "from_week": "2026-W48", "until_week": None}
+    ]
+    assert [f["week"] for f in doc["forfeits"]] == [f"2026-W{n}" for n in range(45, 50)]
+    bad_forfeit = run("forfeit", "xyz", "--week", "2026-W47", "--reason", "r", env=env)
+    assert bad_forfeit.returncode == 2
+
+
+def test_a_forfeit_of_a_closed_week_is_refused(
+    pg_url: sa.URL, pg_engine: sa.Engine, tmp_path: Path
+) -> None:
+    """A forfeit cannot reach a week that is already closed and paid."""
+    build_week(pg_engine, tmp_path, week=PAST)
+    env = _env(pg_url, tmp_path)
+    assert run("close-week", "--week", str(PAST), env=env).returncode == 0
+    late = run("forfeit", books.key("acme"), "--week", str(PAST), "--reason", "late", env=env)
+    assert late.returncode == 1
+    assert "already closed" in late.stderr
+
+
+def test_close_commands_document_themselves() -> None:
+    """Each new command's --help has a description and examples."""
+    for command in ("close-week", "verify-week", "makers", "forfeit"):
+        shown = run(command, "--help", env={})
+        assert shown.returncode == 0
+        assert "examples:" in shown.stdout, command
