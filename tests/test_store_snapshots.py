@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from datetime import timedelta
@@ -85,6 +86,49 @@ def test_week_accumulators_equal_in_memory_week(pg_engine: sa.Engine) -> None:
             sa.select(schema.week_methods.c.snapshots).distinct()
         ).scalars()
         assert list(snapshots_per_method) == [len(ticks)]
+
+
+def test_week_accumulators_count_each_makers_snapshots_and_last_slot(
+    pg_engine: sa.Engine,
+) -> None:
+    """Per maker, the week's accumulator counts the snapshots it quoted in and keeps the slot of
+    the last one, also for a maker that is absent from a tick and one that is new mid-week."""
+    ticks = [list(b) for b in pg.simulated_books(4)]
+    first = ticks[0][0]
+    absent = first.orders[0].authority  # quotes in ticks 0, 2 and 3 only
+    ticks[1][0] = dataclasses.replace(
+        ticks[1][0], orders=tuple(o for o in ticks[1][0].orders if o.authority != absent)
+    )
+    late = ticks[3][1].orders[0].authority  # quotes in market 1 from tick 3 only
+    for i in range(3):
+        ticks[i][1] = dataclasses.replace(
+            ticks[i][1], orders=tuple(o for o in ticks[i][1].orders if o.authority != late)
+        )
+    expected: dict[tuple[str, str, str], tuple[int, int]] = {}
+    for i, books_ in enumerate(ticks):
+        markets = pg.scored(tuple(books_))
+        assert write(pg_engine, pg.MONDAY + timedelta(minutes=i), markets)
+        for snap in markets:
+            for score in snap.scores:
+                for maker in score.scores:
+                    key = (snap.book.market, score.params_hash, maker)
+                    seen, _ = expected.get(key, (0, 0))
+                    expected[key] = (seen + 1, snap.book.slot)
+    w, a, k, me = schema.week_makers, schema.accounts, schema.markets, schema.methods
+    with pg_engine.connect() as conn:
+        stored = {
+            (r.name, r.params_hash, r.pubkey): (r.snapshots, r.last_slot)
+            for r in conn.execute(
+                sa.select(k.c.name, me.c.params_hash, a.c.pubkey, w.c.snapshots, w.c.last_slot)
+                .join(a, a.c.account_id == w.c.maker_id)
+                .join(k, k.c.market_index == w.c.market_index)
+                .join(me, me.c.method_id == w.c.method_id)
+            )
+        }
+    assert stored == expected
+    counts_of = {n for n, _ in expected.values()}
+    assert {3, 4} <= counts_of  # the absent maker's 3 beside the others' 4
+    assert any(key[0] == ticks[3][1].market and n == 1 for key, (n, _) in expected.items())
 
 
 def test_writing_a_tick_twice_is_harmless(pg_engine: sa.Engine) -> None:
