@@ -15,7 +15,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from driftsnap import __version__, closing, config, daemon, demo, ingest, logs, metrics, report
+from driftsnap import (
+    __version__,
+    closing,
+    config,
+    daemon,
+    demo,
+    ingest,
+    logs,
+    metrics,
+    report,
+    weekreport,
+)
 from driftsnap.chain import rpc, snapshot
 from driftsnap.errors import ConfigError, DriftsnapError, InputError
 from driftsnap.scoring import bookfile, methods, scorer, week
@@ -554,6 +565,28 @@ def _forfeit(args: argparse.Namespace, settings: config.Settings) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace, settings: config.Settings) -> int:
+    w = week.Week.parse(args.week)
+    who = closing.authority(args.maker) if args.maker is not None else None
+    out = weekreport.prepare(args.out)  # before any work: an unwritable --out fails at once
+    program = config.load_program(settings.program_file) if args.provisional else None
+    db = _open_database(settings)
+    try:
+        with db.engine.connect() as conn:
+            migrations.check(conn)
+        outcome = weekreport.outcome(
+            db.engine, w, now=report.utcnow(), provisional=args.provisional, program=program,
+            seeds_dir=daemon.seeds_directory(settings), default_method=settings.method,
+        )  # fmt: skip
+        doc = weekreport.write(db.engine, outcome, out, maker=who, top=args.top)
+    finally:
+        db.close()
+    state = "PROVISIONAL (not closed)" if doc["provisional"] else "closed"
+    print(f"week {w}: {state}, digest {doc['close']['digest']}")
+    print(f"wrote {out / 'index.html'}, {out / 'report.json'} and {len(doc['charts'])} charts")
+    return 0
+
+
 def _add_reader_arguments(p: argparse.ArgumentParser) -> None:
     """The flags of every command that reads the chain (mapped onto Settings in main())."""
     p.add_argument("--rpc-url", metavar="URL", help="Solana JSON-RPC endpoint (DRIFTSNAP_RPC_URL)")
@@ -793,6 +826,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_simnet)
     _add_daemon_commands(sub)
     _add_close_commands(sub)
+    _add_report_command(sub)
     return parser
 
 
@@ -1005,6 +1039,50 @@ def _add_close_commands(sub: Any) -> None:
     when.add_argument("--month", metavar="YYYY-MM", help="every week whose Monday is in it")
     p.add_argument("--reason", metavar="TEXT", required=True, help="why (stored)")
     p.set_defaults(handler=_forfeit)
+
+
+def _add_report_command(sub: Any) -> None:
+    """``report``."""
+    p = sub.add_parser(
+        "report",
+        help="write a week's HTML report with PNG charts and report.json (payouts, shares, ...)",
+        description=(
+            "Write DIR/index.html (one page, charts as PNG files next to it), DIR/report.json\n"
+            "(every figure the page shows) and the charts: per market the makers' cumulative\n"
+            "score share over the week (the top N and the others), two-sided uptime per maker,\n"
+            "coverage (ticks ok / missed / rejected), the volume table, self-matches and the\n"
+            "digests (result, params_hash, seed, books Merkle root, fills). With --maker, that\n"
+            "maker's summary and its score per snapshot stacked by bracket and side.\n\n"
+            "The numbers are the stored close's: a week must be closed first (close-week).\n"
+            "A week not yet closed is refused, pointing at `close-week --dry-run`; with\n"
+            "--provisional it is reported from a dry run of the close instead, and the page and\n"
+            "report.json say PROVISIONAL (only for a week that has ended)."
+        ),
+        epilog=(
+            "examples:\n"
+            "  driftsnap report --week 2026-W47 --out report/\n"
+            "  driftsnap report --week 2026-W47 --maker 7xKX...AsU --out report-acme/\n"
+            "  driftsnap report --week 2026-W47 --provisional --out draft/   # not closed yet"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--week", metavar="YYYY-Www", required=True, help="ISO week, e.g. 2026-W47")
+    p.add_argument("--out", type=Path, metavar="DIR", required=True, help="directory to write")
+    p.add_argument("--maker", metavar="AUTHORITY", help="add this maker's page (wallet, base58)")
+    p.add_argument(
+        "--provisional",
+        action="store_true",
+        help="report a week that is not closed from a dry run of the close, marked provisional",
+    )
+    p.add_argument(
+        "--top",
+        type=_positive,
+        default=weekreport.DEFAULT_TOP,
+        metavar="N",
+        help=f"makers drawn one by one in the charts, the rest as others "
+        f"(default {weekreport.DEFAULT_TOP})",
+    )
+    p.set_defaults(handler=_report)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

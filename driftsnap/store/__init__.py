@@ -14,6 +14,8 @@ Modules:
 ``weeks``       weekly partitions, the sampling seed's commitment and reveal, program pools
 ``queries``     ``week_scores``, ``live_scores``, ``week_coverage``, ``live_coverage``
 ``fills``       maker fills and their watermark in one transaction; gaps, self-matches, volume
+``close``       the week close's rows (immutable once written), participants, forfeits, inputs
+``report``      the week report's reads: per-bucket shares, bracket breakdowns, uptime, volume
 ``locks``       advisory locks: one writing daemon per database, one migrator at a time
 ``errors``      ``StoreError`` and its subclasses
 

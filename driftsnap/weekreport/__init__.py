@@ -1,0 +1,152 @@
+"""``driftsnap report``: a week's close as an HTML page with PNG charts, and its JSON twin.
+
+It writes into one directory::
+
+    index.html     the page: self-contained (inline CSS, no script), charts by relative path
+    report.json    every figure the page shows (:mod:`driftsnap.weekreport.document`)
+    share-*.png    per market, the top makers' cumulative score share over the week
+    uptime.png     two-sided uptime per maker and market
+    coverage.png   ticks ok / rejected / missed per market
+    maker-*.png    with a maker: its mean score per snapshot, stacked by bracket and side
+
+Typical use (the CLI's)::
+
+    out = weekreport.prepare(Path("report/"))            # fails fast if it cannot be written
+    outcome = weekreport.outcome(engine, week, ...)     # the stored close (or a dry run)
+    doc = weekreport.write(engine, outcome, out, maker=None)
+
+**Which numbers.** A closed week's report reads the stored close (``week_closes``): payouts,
+weights, shares and digests are the close's, never recomputed another way. A week that is not
+closed is refused (its numbers are not final; ``close-week --dry-run`` shows what it would pay)
+unless ``provisional``: then the figures are a dry run of the close, computed exactly as
+``close-week --dry-run`` computes them, and the page and JSON say PROVISIONAL everywhere.
+
+Errors are in :mod:`driftsnap.weekreport.errors` (all exit 2).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from typing import TYPE_CHECKING, Any
+
+from driftsnap import closing, logs
+from driftsnap.store import close as store_close
+from driftsnap.store import report as store_report
+from driftsnap.weekreport import document, page
+from driftsnap.weekreport.errors import MakerNotFoundError, ReportError
+
+if TYPE_CHECKING:
+    from datetime import datetime
+    from pathlib import Path
+
+    import sqlalchemy as sa
+
+    from driftsnap import config
+    from driftsnap.scoring import week as week_mod
+
+__all__ = ["DEFAULT_TOP", "MakerNotFoundError", "ReportError", "outcome", "prepare", "write"]
+
+log = logs.get(__name__)
+
+DEFAULT_TOP = 8
+
+
+def prepare(out: Path) -> Path:
+    """Create ``out`` if needed and prove a file can be written there, before any work."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".driftsnap-report-"):
+            pass
+    except OSError as exc:
+        raise ReportError(
+            f"{out}: cannot write the report there ({exc.strerror or exc}); choose another --out"
+        ) from None
+    return out
+
+
+def outcome(
+    engine: sa.Engine,
+    week: week_mod.Week,
+    *,
+    now: datetime,
+    provisional: bool = False,
+    program: config.Program | None = None,
+    seeds_dir: Path | None = None,
+    default_method: str | None = None,
+) -> closing.Outcome:
+    """The stored close of ``week``; or, if it is not closed and ``provisional``, a dry run."""
+    with engine.connect() as conn:
+        done = store_close.stored(conn, week)
+        known = store_report.weeks_with_data(conn)
+    if done is not None:
+        return closing.Outcome(
+            week, done, json.loads(done.result_json), stored=False, already=True,
+            source="stored", ms=0.0,
+        )  # fmt: skip
+    if week not in known:
+        listed = ", ".join(map(str, known[-6:])) or "none"
+        raise ReportError(
+            f"week {week} has no stored data: no ticks and no close (weeks with data: {listed})"
+        )
+    if not provisional:
+        raise ReportError(
+            f"week {week} is not closed, so it has no final numbers: see what it would pay with "
+            f"`driftsnap close-week --week {week} --dry-run`, close it with `driftsnap close-week "
+            f"--week {week}`, or add --provisional for a report marked provisional"
+        )
+    if week.end > now:
+        raise ReportError(
+            f"week {week} has not ended ({week.end.isoformat()}): even a provisional report "
+            f"needs the whole week; `driftsnap scores --week {week}` shows it so far"
+        )
+    if program is None or seeds_dir is None:
+        raise ValueError("a provisional report needs the program and the seeds directory")
+    return closing.close_week(
+        engine, program, now=now, seeds_dir=seeds_dir, week=week,
+        default_method=default_method, dry_run=True,
+    )  # fmt: skip
+
+
+def write(
+    engine: sa.Engine,
+    result: closing.Outcome,
+    out: Path,
+    *,
+    maker: str | None = None,
+    top: int = DEFAULT_TOP,
+) -> dict[str, Any]:
+    """Write the report of ``result`` into ``out`` (see the module docstring); its document."""
+    started = time.perf_counter()
+    with engine.connect() as conn:
+        doc = document.build(conn, result, maker=maker, top=top)
+    # matplotlib takes a second to import: only this command pays for it.
+    from driftsnap.weekreport import charts  # noqa: PLC0415
+
+    for chart in charts.plan(doc, top=top):
+        t = time.perf_counter()
+        try:
+            chart.draw(out / chart.file)
+        except OSError as exc:
+            raise ReportError(f"{out / chart.file}: cannot write ({exc.strerror})") from None
+        doc["charts"].append(chart.entry())
+        log.info("report_chart", file=chart.file, title=chart.title, ms=_ms(t))
+    _write_text(out / "report.json", json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
+    _write_text(out / "index.html", page.render(doc))
+    log.info(
+        "report_written", week=doc["week"], out=str(out), charts=len(doc["charts"]),
+        provisional=doc["provisional"], ms=_ms(started),
+    )  # fmt: skip
+    return doc
+
+
+def _write_text(path: Path, text: str) -> None:
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ReportError(f"{path}: cannot write ({exc.strerror})") from None
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 1)
