@@ -40,7 +40,8 @@ ENV PATH=/opt/driftsnap/bin:$PATH \
     DRIFTSNAP_LOG_FORMAT=json \
     DRIFTSNAP_METRICS_HOST=0.0.0.0 \
     DRIFTSNAP_METRICS_PORT=9108 \
-    DRIFTSNAP_DATA_DIR=/var/lib/driftsnap
+    DRIFTSNAP_DATA_DIR=/var/lib/driftsnap \
+    MPLCONFIGDIR=/tmp/matplotlib
 USER 10001:10001
 WORKDIR /var/lib/driftsnap
 EXPOSE 9108
