@@ -1,13 +1,16 @@
-"""Week close speed: close a default-scenario week at 60 s cadence, recompute it, verify it.
+"""Week close speed and size: a synthetic full week, closed, recomputed and verified.
 
-    .venv/bin/python bench/bench_close.py [--url postgresql://...] [--ticks 10080] [--distinct 60]
+    .venv/bin/python bench/bench_close.py [--url postgresql://...] [--cadence 60] [--ticks N]
+                                          [--templates 60] [--no-recompute]
 
-Writes ``--ticks`` ticks of the simulator's default scenario (3 markets, ~260 orders, all three
-methods) at the seed-drawn instants of 2026-W47 at 60 s cadence, cycling ``--distinct``
-simulated books (simulating 10,080 distinct ticks would take longer than everything measured),
-then times: ``close-week`` from the stored accumulators (target < 5 s), a ``--dry-run
---method drift-mm-scoring`` recomputation from the order-level books (target < 60 s) and
-``verify-week``. With fewer ticks than the week's 10,080 the close is forced (coverage).
+Stores a week of the simulator's default scenario (3 markets, ~260 orders, all three methods) at
+the seed-drawn instants of 2026-W47 at ``--cadence`` seconds (10,080 ticks at 60 s, 60,480 at
+10 s; ``--ticks`` fewer), with :func:`write_week`: ``--templates`` distinct simulated ticks are
+written by ``write_tick``, then repeated in SQL for every other tick (simulating and writing
+60,480 distinct ticks would take far longer than everything measured). Then times ``close-week``
+from the stored accumulators (target < 5 s at 60 s), a ``--dry-run --method drift-mm-scoring``
+recomputation from the order-level books (target < 60 s at 60 s) and ``verify-week``, and prints
+the week's size on disk. With fewer ticks than the week holds the close is forced (coverage).
 Without ``--url`` an embedded PostgreSQL runs in a temporary directory (deleted afterwards).
 A benchmark, not a test: figures depend on the machine and on what else it runs.
 """
@@ -17,28 +20,45 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
+from psycopg import sql
 
 from driftsnap import closing, config, daemon, logs, sampling
 from driftsnap.chain import accounts
 from driftsnap.scoring import bookfile, methods, scorer
 from driftsnap.scoring import week as week_mod
 from driftsnap.simnet import model, scenarios, truth
-from driftsnap.store import database, migrations, snapshots, weeks
+from driftsnap.store import database, migrations, schema, snapshots, weeks
 from driftsnap.store import fills as store_fills
 
 WEEK = week_mod.Week(2026, 47)
-CADENCE = timedelta(seconds=60)
 SEED = bytes(range(32))
 METHODS = tuple(methods.PRESETS.values())
 CLOSE_TARGET_S = 5.0
 RECOMPUTE_TARGET_S = 60.0
+# Rows keyed by the tick's instant, besides the tick header itself.
+TICK_TABLES = (
+    schema.snapshots,
+    schema.snapshot_methods,
+    schema.brackets,
+    schema.bracket_cells,
+    schema.maker_scores,
+)
+# Each accumulator and the counters that grow by one template's worth per repetition.
+ACCUMULATORS = {
+    schema.week_ticks: ("ticks", "ok", "missed", "rejected"),
+    schema.week_markets: ("ok", "rejected"),
+    schema.week_methods: ("snapshots",),
+    schema.week_makers: ("snapshots", "score_sum"),
+}
 
 
 def distinct_ticks(n: int) -> list[list[snapshots.MarketSnapshot]]:
+    """``n`` ticks of the default scenario five slots apart, scored under every method."""
     sim = model.Simulator(scenarios.DEFAULT, seed=1)
     out = []
     for _ in range(n):
@@ -52,9 +72,10 @@ def distinct_ticks(n: int) -> list[list[snapshots.MarketSnapshot]]:
 
 
 def fresh_database(admin: sa.URL, name: str) -> sa.Engine:
+    """A new migrated database ``name`` on the server of ``admin`` (dropped first if it exists)."""
+    drop_database(admin, name)
     engine = sa.create_engine(admin, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
     engine.dispose()
     target = database.create_engine(admin.set(database=name))
@@ -63,66 +84,221 @@ def fresh_database(admin: sa.URL, name: str) -> sa.Engine:
     return target
 
 
-def write_week(engine: sa.Engine, seeds: Path, ticks: int, distinct: int) -> None:
+def drop_database(admin: sa.URL, name: str) -> None:
+    engine = sa.create_engine(admin, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    engine.dispose()
+
+
+def _repeat(table: sa.Table, target: sql.Composable, replaced: dict[str, str]) -> sql.Composed:
+    """INSERT into ``target`` a copy of each template row of ``table`` for every tick mapped to
+    it in ``tick_map``, with the columns in ``replaced`` taken from the map."""
+    columns = [c.name for c in table.columns]
+    values = [
+        sql.SQL("m.{}").format(sql.Identifier(replaced[c]))
+        if c in replaced
+        else sql.SQL("t.{}").format(sql.Identifier(c))
+        for c in columns
+    ]
+    return sql.SQL(
+        "INSERT INTO {} ({}) SELECT {} FROM {} AS t JOIN tick_map AS m ON m.template_at = t.tick_at"
+    ).format(
+        target,
+        sql.SQL(", ").join(map(sql.Identifier, columns)),
+        sql.SQL(", ").join(values),
+        target,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class WeekWrite:
+    ticks: int
+    templates: int
+    rows: int  # rows of the per-tick tables, headers included
+    seconds: float
+
+
+def write_week(
+    engine: sa.Engine,
+    seeds: Path,
+    *,
+    cadence: timedelta,
+    ticks: int,
+    templates: list[list[snapshots.MarketSnapshot]],
+) -> WeekWrite:
+    """Store ``ticks`` ok ticks of ``WEEK`` at ``cadence``, as the daemon would have.
+
+    The week's seed is committed (and kept in ``seeds`` for the close to reveal), the first
+    ``len(templates)`` ticks are written by ``write_tick`` at their scheduled instants, and every
+    later tick ``i`` repeats template ``i % len(templates)`` in SQL: its header, book, per-method
+    facts, brackets, cells and maker scores with only the instant (and interval) changed. Each
+    template then recurs the same number of times, so the week's accumulators are exactly the
+    templates' multiplied by that number, which is how they are set.
+    """
+    k = len(templates)
+    if ticks % k:
+        raise SystemExit(f"{ticks} ticks do not repeat {k} templates a whole number of times")
     commitment = sampling.commitment(SEED)
     seeds.mkdir(parents=True, exist_ok=True)
     daemon.seed_path(seeds, WEEK, commitment).write_text(SEED.hex() + "\n")
-    schedule = sampling.Schedule(WEEK, CADENCE, SEED)
-    books = distinct_ticks(distinct)
+    schedule = sampling.Schedule(WEEK, cadence, SEED)
+    instants = [schedule.sample_at(i) for i in range(ticks)]
     started = time.perf_counter()
     with engine.begin() as conn:
-        weeks.commit_seed(conn, WEEK, cadence=CADENCE, seed_sha256=commitment)
-    for i in range(ticks):
-        at = schedule.sample_at(i)
-        tick = snapshots.Tick(at=at, interval=i, status="ok", taken_at=at, duration_ms=0)
+        weeks.commit_seed(conn, WEEK, cadence=cadence, seed_sha256=commitment)
+    for i, markets in enumerate(templates):
+        tick = snapshots.Tick(
+            at=instants[i], interval=i, status="ok", taken_at=instants[i], duration_ms=0
+        )
         with engine.begin() as conn:
-            snapshots.write_tick(conn, tick, books[i % distinct], methods=METHODS)
-    with engine.begin() as conn:
-        # No fills in this bench: the week's (empty) fills are final once the pass is past it.
+            snapshots.write_tick(conn, tick, markets, methods=METHODS)
+    with engine.begin() as conn, database.driver(conn).cursor() as cur:
+        # A throw-away copy of the week: its durability buys nothing.
+        cur.execute("SET LOCAL synchronous_commit = off")
+        cur.execute(
+            "CREATE TEMPORARY TABLE tick_map (tick_at timestamptz PRIMARY KEY,"
+            " interval_index integer, template_at timestamptz) ON COMMIT DROP"
+        )
+        with cur.copy("COPY tick_map FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(["timestamptz", "int4", "timestamptz"])
+            for i in range(k, ticks):
+                copy.write_row((instants[i], i, instants[i % k]))
+        cur.execute("ANALYZE tick_map")
+        at = {"tick_at": "tick_at"}
+        cur.execute(
+            _repeat(
+                schema.ticks,
+                sql.Identifier(schema.ticks.name),
+                {**at, "interval_index": "interval_index", "taken_at": "tick_at"},
+            )
+        )
+        for table in TICK_TABLES:
+            partition = weeks.partition_name(table.name, WEEK)
+            cur.execute(_repeat(table, sql.Identifier(schema.PARTITION_SCHEMA, partition), at))
+        times = sql.Literal(ticks // k)
+        for table, counters in ACCUMULATORS.items():
+            cur.execute(
+                sql.SQL("UPDATE {} SET {}").format(
+                    sql.Identifier(table.name),
+                    sql.SQL(", ").join(
+                        sql.SQL("{} = {} * {}").format(sql.Identifier(c), sql.Identifier(c), times)
+                        for c in counters
+                    ),
+                )
+            )
+        # No fills in this week: they are final once the ingest pass is past its end.
         mark = store_fills.Watermark(accounts.DRIFT_PROGRAM_ID, "finalized", "-", 0, 0, WEEK.end)
         store_fills.record_finality(conn, WEEK, finalized_through=mark)
-    print(f"wrote {ticks:,} ticks in {time.perf_counter() - started:.1f} s")
+    seconds = time.perf_counter() - started
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        # As autovacuum would have left the week by its end.
+        conn.exec_driver_sql("VACUUM ANALYZE")
+        rows = sum(
+            conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
+            for t in (schema.ticks, *TICK_TABLES)
+        )
+    return WeekWrite(ticks, k, rows, seconds)
 
 
-def bench(admin: sa.URL, tmp: Path, ticks: int, distinct: int) -> None:
-    engine = fresh_database(admin, "driftsnap_bench_close")
-    seeds = tmp / "seeds"
-    write_week(engine, seeds, ticks, distinct)
-    program = config.load_program()
-    now = WEEK.end + timedelta(minutes=30)
-    forced = ticks < timedelta(days=7) // CADENCE
-    common = {"now": now, "seeds_dir": seeds, "week": WEEK}
-    reason = "benchmark: a partial week" if forced else ""
-    t0 = time.perf_counter()
-    recomputed = closing.close_week(
-        engine, program, dry_run=True, method="drift-mm-scoring", force=forced, reason=reason,
-        **common,  # type: ignore[arg-type]
-    )  # fmt: skip
-    t1 = time.perf_counter()
-    closed = closing.close_week(engine, program, force=forced, reason=reason, **common)  # type: ignore[arg-type]
-    t2 = time.perf_counter()
-    report = closing.verify_week(engine, WEEK)
-    t3 = time.perf_counter()
-    books = closed.close.books
-    print(
-        f"close-week ({closed.source}, {books:,} books): {t2 - t1:.2f} s"
-        f" (target < {CLOSE_TARGET_S:.0f} s) digest {closed.close.digest[:16]}"
+def week_bytes(conn: sa.Connection) -> int:
+    """Bytes on disk (tables, indexes, TOAST) of the week: its partitions and the tick headers."""
+    names = [
+        f"{schema.PARTITION_SCHEMA}.{weeks.partition_name(t, WEEK)}" for t in schema.PARTITIONED
+    ]
+    return int(
+        conn.execute(
+            sa.text(
+                "SELECT sum(pg_total_relation_size(to_regclass(n)))"
+                " FROM unnest(CAST(:names AS text[])) AS n"
+            ),
+            {"names": [*names, schema.ticks.name]},
+        ).scalar_one()
     )
-    print(
-        f"recompute under {recomputed.close.method} ({recomputed.source}): {t1 - t0:.2f} s"
-        f" (target < {RECOMPUTE_TARGET_S:.0f} s)"
+
+
+@dataclass(frozen=True, slots=True)
+class CloseFigures:
+    seconds: float
+    source: str
+    books: int
+    digest: str
+    disk_bytes: int
+
+
+def close(engine: sa.Engine, seeds: Path, *, ticks: int, cadence: timedelta) -> CloseFigures:
+    """``close-week`` of ``WEEK`` as the CLI runs it (forced when the week is partial)."""
+    forced = ticks < timedelta(days=7) // cadence
+    started = time.perf_counter()
+    closed = closing.close_week(
+        engine,
+        config.load_program(),
+        now=WEEK.end + timedelta(minutes=30),
+        seeds_dir=seeds,
+        week=WEEK,
+        force=forced,
+        reason="benchmark: a partial week" if forced else "",
     )
-    print(f"verify-week: {t3 - t2:.2f} s, {'ok' if report.ok else report.difference}")
-    engine.dispose()
+    seconds = time.perf_counter() - started
+    with engine.connect() as conn:
+        size = week_bytes(conn)
+    return CloseFigures(seconds, closed.source, closed.close.books, closed.close.digest, size)
+
+
+def bench(
+    admin: sa.URL, tmp: Path, *, cadence: timedelta, ticks: int, templates: int, recompute: bool
+) -> None:
+    name = "driftsnap_bench_close"
+    engine = fresh_database(admin, name)
+    try:
+        seeds = tmp / "seeds"
+        written = write_week(
+            engine, seeds, cadence=cadence, ticks=ticks, templates=distinct_ticks(templates)
+        )
+        print(
+            f"wrote {written.ticks:,} ticks ({written.rows:,} rows, {written.templates} distinct)"
+            f" in {written.seconds:.1f} s"
+        )
+        if recompute:
+            forced = ticks < timedelta(days=7) // cadence
+            started = time.perf_counter()
+            again = closing.close_week(
+                engine, config.load_program(), now=WEEK.end + timedelta(minutes=30),
+                seeds_dir=seeds, week=WEEK, dry_run=True, method="drift-mm-scoring",
+                force=forced, reason="benchmark: a partial week" if forced else "",
+            )  # fmt: skip
+            print(
+                f"recompute under {again.close.method} ({again.source}):"
+                f" {time.perf_counter() - started:.2f} s (target < {RECOMPUTE_TARGET_S:.0f} s)"
+            )
+        figures = close(engine, seeds, ticks=ticks, cadence=cadence)
+        print(
+            f"close-week ({figures.source}, {figures.books:,} books): {figures.seconds:.2f} s"
+            f" (target < {CLOSE_TARGET_S:.0f} s at 60 s) digest {figures.digest[:16]}"
+        )
+        print(f"the week on disk: {figures.disk_bytes / 2**20:,.0f} MiB")
+        started = time.perf_counter()
+        report = closing.verify_week(engine, WEEK)
+        print(
+            f"verify-week: {time.perf_counter() - started:.2f} s,"
+            f" {'ok' if report.ok else report.difference}"
+        )
+    finally:
+        engine.dispose()
+        drop_database(admin, name)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="a superuser URL; default: a temporary embedded server")
-    parser.add_argument("--ticks", type=int, default=10_080, help="ticks to write (<= 10080)")
-    parser.add_argument("--distinct", type=int, default=60, help="distinct simulated ticks")
+    parser.add_argument("--cadence", type=int, default=60, help="seconds between ticks")
+    parser.add_argument("--ticks", type=int, help="ticks to write (default: the whole week)")
+    parser.add_argument("--templates", type=int, default=60, help="distinct simulated ticks")
+    parser.add_argument("--no-recompute", action="store_true", help="skip the recomputation")
     args = parser.parse_args()
     logs.configure("warning")
+    cadence = timedelta(seconds=args.cadence)
+    whole = timedelta(days=7) // cadence
     with tempfile.TemporaryDirectory(prefix="driftsnap-bench-") as tmp:
         server = None
         if args.url:
@@ -131,7 +307,10 @@ def main() -> None:
             server = database.start_embedded(Path(tmp) / "pg")
             admin = server.url.set(database="postgres")
         try:
-            bench(admin, Path(tmp), min(args.ticks, 10_080), args.distinct)
+            bench(
+                admin, Path(tmp), cadence=cadence, ticks=min(args.ticks or whole, whole),
+                templates=args.templates, recompute=not args.no_recompute,
+            )  # fmt: skip
         finally:
             if server is not None:
                 server.stop()
