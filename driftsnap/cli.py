@@ -361,6 +361,16 @@ SELF_MATCH_COLUMNS = (
 )  # fmt: skip
 
 
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a share from 0 to 1, e.g. 0.95 (got {text!r})")
+    return value
+
+
 def _simnet(args: argparse.Namespace, settings: config.Settings) -> int:
     return simnet_command.run(args)
 
@@ -414,7 +424,9 @@ def _close_week(args: argparse.Namespace, settings: config.Settings) -> int:
             dry_run=args.dry_run,
             force=args.force,
             reason=args.reason or "",
-            min_coverage=args.min_coverage,
+            min_coverage=(
+                settings.close_min_coverage if args.min_coverage is None else args.min_coverage
+            ),
         )
     finally:
         db.close()
@@ -956,10 +968,12 @@ def _add_close_commands(sub: Any) -> None:
     p.add_argument("--reason", metavar="TEXT", help="why a forced close is right (stored)")
     p.add_argument(
         "--min-coverage",
-        type=float,
-        default=closing.DEFAULT_MIN_COVERAGE,
+        type=_share,
         metavar="SHARE",
-        help="ok ticks needed per paid market, 0..1 (default 0.95)",
+        help=(
+            "ok ticks needed per paid market, 0..1 (default: DRIFTSNAP_CLOSE_MIN_COVERAGE, "
+            f"else {closing.DEFAULT_MIN_COVERAGE})"
+        ),
     )
     p.add_argument("--out", type=Path, metavar="DIR", help="write DIR/payouts-<week>.csv and .json")
     p.add_argument("--format", choices=["table", "json"], default="table")

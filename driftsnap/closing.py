@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from solders.pubkey import Pubkey
 
-from driftsnap import daemon, ingest, logs, sampling
+from driftsnap import config, daemon, ingest, logs, sampling
 from driftsnap.errors import DriftsnapError, InputError
 from driftsnap.scoring import digest, methods, scorer
 from driftsnap.scoring import week as week_mod
@@ -58,11 +58,10 @@ if TYPE_CHECKING:
 
     import sqlalchemy as sa
 
-    from driftsnap import config
 
 log = logs.get(__name__)
 
-DEFAULT_MIN_COVERAGE = 0.95
+DEFAULT_MIN_COVERAGE = config.DEFAULT_CLOSE_MIN_COVERAGE
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 
 

@@ -71,6 +71,10 @@ Duration = Annotated[timedelta, BeforeValidator(_duration)]
 Names = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_names)]
 
 
+# The share of a paid market's scheduled ticks that must be ok for a week to close unforced.
+DEFAULT_CLOSE_MIN_COVERAGE = 0.95
+
+
 class Settings(BaseSettings):
     """Process settings. Environment: ``DRIFTSNAP_<FIELD>``; CLI flags win over the environment.
 
@@ -112,6 +116,9 @@ class Settings(BaseSettings):
     # How far back the very first poll of a database looks: a little over a week of slots
     # (~0.4 s each), so the current week's volume is complete without walking all history.
     fills_backfill_slots: int = Field(default=1_600_000, ge=1)
+    # The week close: the share of a paid market's scheduled ticks that must be ok (0..1);
+    # `close-week --min-coverage` overrides it for one run.
+    close_min_coverage: float = Field(default=DEFAULT_CLOSE_MIN_COVERAGE, ge=0, le=1)
     # The daemon refuses to run as root (uid 0) unless this says the operator means it.
     allow_root: bool = False
     metrics_host: str = "127.0.0.1"

@@ -82,6 +82,34 @@ def test_close_week_refusals_say_what_to_do(
     assert "overridden: the fills of" in forced.stdout
 
 
+def test_the_coverage_threshold_comes_from_the_environment_and_the_flag_wins(
+    pg_url: sa.URL, pg_engine: sa.Engine, tmp_path: Path
+) -> None:
+    """DRIFTSNAP_CLOSE_MIN_COVERAGE sets the threshold for every close; --min-coverage overrides
+    it for one run; a share outside 0..1 is one line, exit 2, from either."""
+    build_week(pg_engine, tmp_path, week=PAST, missed=frozenset({1, 2}))  # 12 of 14 ok: 85.7 %
+    env = _env(pg_url, tmp_path)
+    strict = run("close-week", "--week", str(PAST), "--dry-run", env=env)
+    assert strict.returncode == 0, strict.stderr
+    assert "SOL-PERP: 12 of 14 ticks ok (85.7% < 95%" in strict.stdout
+    lenient = {**env, "DRIFTSNAP_CLOSE_MIN_COVERAGE": "0.8"}
+    allowed = run("close-week", "--week", str(PAST), "--dry-run", env=lenient)
+    assert allowed.returncode == 0, allowed.stderr
+    assert "12 of 14" not in allowed.stdout
+    flag = run("close-week", "--week", str(PAST), "--dry-run", "--min-coverage", "0.9", env=lenient)
+    assert "SOL-PERP: 12 of 14 ticks ok (85.7% < 90%" in flag.stdout
+    bad_flag = run("close-week", "--week", str(PAST), "--min-coverage", "95", env=lenient)
+    assert bad_flag.returncode == 2  # argparse: the usage, then the line that names the problem
+    assert bad_flag.stderr.splitlines()[-1].endswith(
+        "must be a share from 0 to 1, e.g. 0.95 (got '95')"
+    )
+    bad_env = {**env, "DRIFTSNAP_CLOSE_MIN_COVERAGE": "1.5"}
+    bad = run("close-week", "--week", str(PAST), "--dry-run", env=bad_env)
+    assert bad.returncode == 2
+    assert bad.stderr.count("\n") == 1, bad.stderr
+    assert "DRIFTSNAP_CLOSE_MIN_COVERAGE: input should be less than or equal to 1" in bad.stderr
+
+
 def test_makers_and_forfeit_commands(pg_url: sa.URL, tmp_path: Path) -> None:
     """Bad pubkeys exit 2; registrations and a month's forfeit are listed back."""
     env = _env(pg_url, tmp_path)
