@@ -162,7 +162,20 @@ def test_hostile_names_through_the_cli_change_nothing(
     bad_book = _run("score-book", str(path), env=env)
     assert bad_book.returncode == 2
     assert "not a base58 public key" in bad_book.stderr
+    # The week close's and the report's inputs: weeks and wallets are parsed, never interpolated.
+    out_dir = str(tmp_path / "report")
+    for args in (
+        ("close-week", "--week", hostile, "--dry-run"),
+        ("verify-week", "--week", hostile),
+        ("report", "--week", hostile, "--out", out_dir),
+        ("report", "--week", "2025-W10", "--maker", hostile, "--out", out_dir),
+        ("makers", "add", hostile),
+        ("forfeit", hostile, "--week", "2025-W10", "--reason", hostile),
+    ):
+        refused = _run(*args, env=env)
+        assert refused.returncode == 2, (args, refused.stderr)
+        assert refused.stderr.count("\n") == 1, (args, refused.stderr)
     with pg_engine.connect() as conn:
-        for table in (schema.ticks, schema.weeks):
+        for table in (schema.ticks, schema.weeks, schema.participants, schema.forfeits):
             assert conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one() == 0
         assert conn.execute(sa.text("SELECT to_regclass('ticks') IS NOT NULL")).scalar_one()
