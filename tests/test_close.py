@@ -410,6 +410,10 @@ def test_a_closed_weeks_rows_cannot_change(pg_engine: sa.Engine, tmp_path: Path)
     at = WEEK.start + timedelta(hours=3)
     with pytest.raises(StoreError, match="closed"), pg_engine.begin() as conn:
         snapshots.write_tick(conn, pg.ok_tick(at), pg.scored(built.books[0]), methods=pg.METHODS)
+    # Nor a header without a snapshot: a late `missed` tick would change the closed coverage.
+    missed = snapshots.Tick(at=at, interval=3, status="missed", reason="late writer")
+    with pytest.raises(StoreError, match="closed"), pg_engine.begin() as conn:
+        snapshots.write_tick(conn, missed)
     # Finality may still arrive after a forced close: only the commitment may move.
     with pg_engine.begin() as conn:
         conn.execute(sa.text("UPDATE fills SET commitment = 'confirmed'"))
