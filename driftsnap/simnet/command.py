@@ -7,11 +7,12 @@ event; shutting down (closing sockets, cancelling the clock) happens in the norm
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import dataclasses
 import json
 import signal
 import sys
-from typing import TYPE_CHECKING
 
 import pydantic
 
@@ -19,8 +20,9 @@ from driftsnap import errors
 from driftsnap.simnet import faults as faults_mod
 from driftsnap.simnet import scenarios
 
-if TYPE_CHECKING:
-    import argparse
+# The block time of the first slot when --genesis-ts is not given (model.GENESIS_TS; the model
+# is not imported here: it pulls in the layout, and every `driftsnap` command builds this parser).
+DEFAULT_GENESIS_TS = 1_750_772_100
 
 FAST_TICK_S = 0.02
 
@@ -34,12 +36,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8899, help="port for HTTP and websocket")
     parser.add_argument("--seed", type=int, default=0, help="the simulation is a function of it")
     parser.add_argument(
-        "--slot-ms", type=int, default=400, help="simulated milliseconds per slot (and wall time)"
+        "--slot-ms",
+        type=_positive,
+        default=400,
+        help="simulated milliseconds per slot: block times advance by this much each slot "
+        "(and so does the wall clock, unless --fast)",
     )
     parser.add_argument(
         "--fast",
         action="store_true",
-        help=f"advance a slot every {FAST_TICK_S * 1000:.0f} ms of wall time",
+        help=f"advance a slot every {FAST_TICK_S * 1000:.0f} ms of wall time, whatever --slot-ms "
+        "says: with --slot-ms 60000 a simulated week passes in about 3.5 minutes (run the "
+        "daemon with DRIFTSNAP_CLOCK=chain to follow it)",
+    )
+    parser.add_argument(
+        "--genesis-ts",
+        type=_positive,
+        default=DEFAULT_GENESIS_TS,
+        metavar="UNIX_S",
+        help="block time of the first slot, in unix seconds (e.g. just before a Monday 00:00 UTC "
+        "to simulate a whole program week)",
+    )
+    parser.add_argument(
+        "--history-slots",
+        type=_positive,
+        default=None,
+        metavar="N",
+        help="slots of ground truth kept for /_simnet/book (default: the scenario's)",
+    )
+    parser.add_argument(
+        "--max-transactions",
+        type=_positive,
+        default=None,
+        metavar="N",
+        help="transactions the node keeps for getSignaturesForAddress/getTransaction and "
+        "/_simnet/fills (default: the scenario's)",
     )
     parser.add_argument(
         "--manual-clock",
@@ -77,6 +108,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME=VALUE",
         help="set any fault at start, value in JSON: --fault http_429=5 --fault ws_silent=true",
     )
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def scenario_from(args: argparse.Namespace) -> scenarios.Scenario:
+    """The chosen scenario with the history and transaction-log caps the flags override."""
+    chosen = scenarios.SCENARIOS[args.scenario]
+    changes = {
+        name: value
+        for name, value in (
+            ("history_slots", args.history_slots),
+            ("max_transactions", args.max_transactions),
+        )
+        if value is not None
+    }
+    return dataclasses.replace(chosen, **changes)
 
 
 def faults_from(args: argparse.Namespace, sim_users: list[str]) -> faults_mod.Faults:
@@ -127,12 +182,13 @@ async def _serve(args: argparse.Namespace) -> int:
         tick_s = FAST_TICK_S if args.fast else args.slot_ms / 1000
     try:
         async with server.serve(
-            args.scenario,
+            scenario_from(args),
             seed=args.seed,
             host=args.host,
             port=args.port,
             slot_ms=args.slot_ms,
             tick_s=tick_s,
+            genesis_ts=args.genesis_ts,
         ) as node:
             users = [str(a) for a in node.sim.users]
             node.set_faults(**faults_from(args, users).model_dump())
@@ -145,6 +201,9 @@ async def _serve(args: argparse.Namespace) -> int:
                         "scenario": args.scenario,
                         "seed": args.seed,
                         "slot": node.sim.slot,
+                        "block_time": node.sim.ts,
+                        "slot_ms": args.slot_ms,
+                        "wall_ms_per_slot": None if tick_s is None else round(tick_s * 1000),
                         "program": str(layout.DRIFT_PROGRAM_ID),
                     }
                 ),

@@ -129,6 +129,10 @@ class Ledger:
         out.reverse()
         return out
 
+    def between(self, first_slot: int, last_slot: int) -> list[Transaction]:
+        """Retained transactions of slots ``first_slot..last_slot`` (inclusive), oldest first."""
+        return [tx for tx in self._order if first_slot <= tx.slot <= last_slot]
+
     def fills_between(self, first_slot: int, last_slot: int) -> list[Fill]:
         """Fills of slots ``first_slot..last_slot`` (inclusive), oldest first."""
-        return [f for tx in self._order if first_slot <= tx.slot <= last_slot for f in tx.fills]
+        return [f for tx in self.between(first_slot, last_slot) for f in tx.fills]

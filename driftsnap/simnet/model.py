@@ -5,8 +5,14 @@ exactly one slot and draws only from the simulator's own ``random.Random``, and 
 derived from the slot (``ts = genesis_ts + slots * slot_ms // 1000``), never from the wall clock.
 So two simulators with the same seed serve the same bytes, and a test can step one by hand.
 
-The simulator keeps a bounded history (the last ``history_slots`` slots of every User account and
-oracle price) for ground truth, and a bounded transaction log, so a long run does not grow.
+Rates are per slot (re-quotes, taker orders, fills, oracle moves), so a long ``slot_ms`` (a minute
+per slot, to run a program week in minutes) is a quieter market per simulated second, not a
+different one; what the protocol measures in seconds (``max_ts``, the 30-day maker volume, the
+oracle's publish time) follows ``ts``.
+
+The simulator keeps a bounded history (the last ``history_slots`` slots of every User account,
+oracle price and fill counter) for ground truth and for a node that answers from a slot behind,
+and a bounded transaction log, so a long run does not grow.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ COMPUTE_BUDGET_PROGRAM: Final = "ComputeBudget111111111111111111111111111111"
 GENESIS_SLOT: Final = 348_900_700
 GENESIS_TS: Final = 1_750_772_100
 THIRTY_DAYS_S: Final = 30 * 86_400
+TRUNCATED_LOG: Final = "Log truncated"  # the line a node ends logs it cut short with
 
 
 def rent_exempt_lamports(size: int) -> int:
@@ -67,10 +74,10 @@ class Market:
     step_size: int
     volatility_bps: float
 
-    def oracle_raw(self) -> int:
+    def oracle_raw(self, price: int | None = None) -> int:
         # Pyth Lazer prices carry ``exponent`` decimals; PRICE_PRECISION has 6.
         scale: int = 10 ** (-self.oracle_exponent - 6)
-        return self.oracle_price * scale
+        return (self.oracle_price if price is None else price) * scale
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -81,6 +88,7 @@ class SlotState:
     ts: int
     oracle_prices: Mapping[int, int]
     users: Mapping[Pubkey, layout.User]
+    fill_ids: Mapping[int, int]  # each market's next_fill_record_id after the slot
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -94,10 +102,19 @@ class Maker:
 class Simulator:
     """A deterministic Drift market that advances one slot per :meth:`step`."""
 
-    def __init__(self, scenario: scenarios.Scenario, seed: int, slot_ms: int = 400) -> None:
+    def __init__(
+        self,
+        scenario: scenarios.Scenario,
+        seed: int,
+        slot_ms: int = 400,
+        genesis_ts: int = GENESIS_TS,
+    ) -> None:
+        if slot_ms < 1 or genesis_ts < 0:
+            raise ValueError("slot_ms must be >= 1 and genesis_ts >= 0")
         self.scenario = scenario
         self.seed = seed
         self.slot_ms = slot_ms
+        self.genesis_ts = genesis_ts
         # The simulation's only randomness; nothing here is cryptographic.
         self.rng = random.Random(seed)  # noqa: S311
         self.slot = GENESIS_SLOT
@@ -127,7 +144,7 @@ class Simulator:
     # ------------------------------------------------------------ time and lookups
 
     def ts_at(self, slot: int) -> int:
-        return GENESIS_TS + (slot - GENESIS_SLOT) * self.slot_ms // 1000
+        return self.genesis_ts + (slot - GENESIS_SLOT) * self.slot_ms // 1000
 
     @property
     def ts(self) -> int:
@@ -150,6 +167,51 @@ class Simulator:
         account = dataclasses.replace(account, lamports=rent_exempt_lamports(len(account.data)))
         self._cache[address] = (source, account)
         return account
+
+    def account_at(self, address: Pubkey, slot: int) -> Account | None:
+        """The account as it was after ``slot``: Users, markets and oracles from the history (a
+        node that is behind serves its own older state, consistently); the current account
+        when the slot is the current one or no longer retained. UserStats are always current."""
+        state = self.state_at(slot)
+        if state is None or slot == self.slot:
+            return self.account(address)
+        if address in self.users:
+            user = state.users.get(address)
+            if user is None:
+                return None
+            if user is self.users[address]:
+                return self.account(address)  # unchanged since: the cached encoding
+            data = layout.encode_user(user)
+        elif (market := self._market_by_address.get(address)) is not None:
+            data = market.template.render(
+                state.fill_ids[market.index], state.oracle_prices[market.index]
+            )
+        elif (market := self._market_by_oracle.get(address)) is not None:
+            data = layout.encode_pyth_lazer(
+                market.oracle_raw(state.oracle_prices[market.index]),
+                market.oracle_exponent,
+                market.oracle_conf,
+                state.ts * 1_000_000,
+                state.slot,
+            )
+        else:
+            return self.account(address)
+        return Account(data, layout.DRIFT_PROGRAM_ID, rent_exempt_lamports(len(data)))
+
+    def program_accounts_at(self, slot: int) -> Iterator[tuple[Pubkey, Account]]:
+        """:meth:`program_accounts` as they were after ``slot`` (see :meth:`account_at`)."""
+        if slot == self.slot or self.state_at(slot) is None:
+            yield from self.program_accounts()
+            return
+        for market in self.markets.values():
+            for address in (market.address, market.oracle_address):
+                account = self.account_at(address, slot)
+                assert account is not None
+                yield address, account
+        for address in [*self.user_stats, *self.users]:
+            account = self.account_at(address, slot)
+            if account is not None:
+                yield address, account
 
     def _static_source(self, address: Pubkey) -> object | None:
         market = self._market_by_address.get(address) or self._market_by_oracle.get(address)
@@ -384,8 +446,9 @@ class Simulator:
             self._add_order(
                 address, **{**common, "market_type": protocol.MarketType.SPOT}, price=near
             )
-        elif kind == 4:  # expires later in the run: eligible until then
-            self._add_order(address, **common, price=near, post_only=True, max_ts=self.ts + 20)
+        elif kind == 4:  # expires 50 slots into the run (20 s at 400 ms): eligible until then
+            max_ts = self.ts_at(self.slot + 50)
+            self._add_order(address, **common, price=near, post_only=True, max_ts=max_ts)
         else:  # a trigger market order
             self._add_order(
                 address,
@@ -454,6 +517,7 @@ class Simulator:
                 ts=self.ts,
                 oracle_prices={i: m.oracle_price for i, m in self.markets.items()},
                 users=dict(self.users),
+                fill_ids={i: m.next_fill_record_id for i, m in self.markets.items()},
             )
         )
 
@@ -756,7 +820,7 @@ class Simulator:
         if self.truncate_next_logs > 0:
             self.truncate_next_logs -= 1
             # A node cuts logs past its byte limit: everything after the first event is lost.
-            logs = [*logs[:5], "Log truncated"]
+            logs = [*logs[:5], TRUNCATED_LOG]
         self.ledger.record(
             signature=signature,
             slot=self.slot,

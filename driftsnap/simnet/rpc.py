@@ -186,7 +186,7 @@ class Node:
         address = parse_pubkey(_param(params, 0, str, "pubkey"))
         config = _config(params, 1)
         _check_min_context(config, slot)
-        return _with_context(slot, self._render(address, config))
+        return _with_context(slot, self._render(address, config, slot))
 
     def _get_multiple_accounts(self, params: list[Json], slot: int) -> Json:
         keys = _param(params, 0, list, "pubkeys")
@@ -195,7 +195,7 @@ class Node:
         addresses = [parse_pubkey(k) for k in keys]
         config = _config(params, 1)
         _check_min_context(config, slot)
-        return _with_context(slot, [self._render(a, config) for a in addresses])
+        return _with_context(slot, [self._render(a, config, slot) for a in addresses])
 
     def _get_program_accounts(self, params: list[Json], slot: int) -> Json:
         program = parse_pubkey(_param(params, 0, str, "program id"))
@@ -206,10 +206,12 @@ class Node:
         data_slice = _data_slice(config)
         # Tens of megabytes at mainnet scale: assembled from per-account JSON text cached until
         # the account changes, because json.dumps of the whole list costs more than the rest.
+        # A node that is behind (the slot_backwards fault) answers from its own older state.
+        current = slot == self.sim.slot
         items = [
             '{"pubkey":"%s","account":%s}'  # noqa: UP031 -- an f-string would need brace escapes
-            % (address, self._account_text(address, account, encoding, data_slice))
-            for address, account in self.program_accounts(program)
+            % (address, self._account_text(address, account, encoding, data_slice, cache=current))
+            for address, account in self.program_accounts(program, slot)
             if all(match(account.data) for match in matches)
         ]
         accounts = "[" + ",".join(items) + "]"
@@ -267,9 +269,17 @@ class Node:
 
     # ------------------------------------------------------------ accounts
 
-    def program_accounts(self, program: Pubkey) -> Iterable[tuple[Pubkey, model.Account]]:
-        """Accounts owned by ``program`` as served now (a wrong-owner fault moves one out)."""
-        for address, stored in self.sim.program_accounts():
+    def program_accounts(
+        self, program: Pubkey, slot: int | None = None
+    ) -> Iterable[tuple[Pubkey, model.Account]]:
+        """Accounts owned by ``program`` as served now, or as of an older ``slot`` (a wrong-owner
+        fault moves one out)."""
+        accounts = (
+            self.sim.program_accounts()
+            if slot is None or slot == self.sim.slot
+            else self.sim.program_accounts_at(slot)
+        )
+        for address, stored in accounts:
             account = self._malformed(address, stored)
             if account.owner == program:
                 yield address, account
@@ -287,9 +297,12 @@ class Node:
             return model.Account(flipped, account.owner, account.lamports)
         return model.Account(account.data, SYSTEM_PROGRAM, account.lamports)
 
-    def account(self, address: Pubkey) -> model.Account | None:
-        """The account as this node serves it now (faults included)."""
-        account = self.sim.account(address)
+    def account(self, address: Pubkey, slot: int | None = None) -> model.Account | None:
+        """The account as this node serves it now, or as of an older ``slot`` (faults included)."""
+        if slot is None or slot == self.sim.slot:
+            account = self.sim.account(address)
+        else:
+            account = self.sim.account_at(address, slot)
         return None if account is None else self._malformed(address, account)
 
     def render_account(
@@ -298,8 +311,8 @@ class Node:
         """An account's JSON under a request's ``encoding`` and ``dataSlice``."""
         return self._render_account(account, parse_encoding(config), _data_slice(config))
 
-    def _render(self, address: Pubkey, config: Mapping[str, Json]) -> Json:
-        account = self.account(address)
+    def _render(self, address: Pubkey, config: Mapping[str, Json], slot: int) -> Json:
+        account = self.account(address, slot)
         return None if account is None else self.render_account(address, account, config)
 
     def _account_text(
@@ -308,9 +321,12 @@ class Node:
         account: model.Account,
         encoding: str,
         data_slice: tuple[int, int] | None,
+        *,
+        cache: bool = True,
     ) -> str:
-        """An account's JSON text, cached per encoding while the account object is unchanged."""
-        if data_slice is not None or encoding not in ("base64", "base64+zstd"):
+        """An account's JSON text, cached per encoding while the account object is unchanged
+        (an older slot's accounts are rendered, never cached: they would evict the current)."""
+        if not cache or data_slice is not None or encoding not in ("base64", "base64+zstd"):
             return json.dumps(self._render_account(account, encoding, data_slice))
         key = (address, encoding)
         cached = self._texts.get(key)

@@ -250,7 +250,11 @@ class SimnetServer:
                 content_type="application/json",
                 headers={"Retry-After": str(retry_after)},
             )
-        body = await request.read()
+        try:
+            body = await request.read()
+        except ConnectionResetError:
+            # The client vanished mid-request (a reader killed, a timeout): nobody to answer.
+            return web.Response(status=400, text="connection lost")
         try:
             payload = json.loads(body)
         except ValueError:
@@ -287,11 +291,13 @@ class SimnetServer:
     async def _get_book(self, request: web.Request) -> web.StreamResponse:
         try:
             slot = int(request.query.get("slot", self.sim.slot))
+            oracle = request.query.get("oracle_slot")
+            oracle_slot = None if oracle is None else int(oracle)
             market = request.query.get("market")
             if market is None:
-                return web.json_response(truth.books(self.sim, slot))
+                return web.json_response(truth.books(self.sim, slot, oracle_slot=oracle_slot))
             index = int(market) if market.isdigit() else self._market_index(market)
-            return web.json_response(truth.book(self.sim, slot, index))
+            return web.json_response(truth.book(self.sim, slot, index, oracle_slot=oracle_slot))
         except (ValueError, KeyError, truth.UnknownSlotError) as exc:
             return web.json_response({"error": str(exc)}, status=404)
 
@@ -467,15 +473,19 @@ async def serve(
     slot_ms: int = 400,
     tick_s: float | None = None,
     faults: faults_mod.Faults | None = None,
+    genesis_ts: int = model.GENESIS_TS,
 ) -> AsyncIterator[SimnetServer]:
     """Run a simnet in this event loop for the ``async with`` block.
 
     ``port=0`` picks a free port (read it from ``server.url``). ``tick_s=None`` leaves the clock
     still: call ``await server.advance(n)`` to move it, which is what deterministic tests do.
+    ``slot_ms`` is simulated time per slot, ``tick_s`` wall time per slot: ``slot_ms=60_000,
+    tick_s=0.02`` runs a simulated minute every 20 ms, a program week in under four minutes.
+    ``genesis_ts`` is the block time of the first slot (unix seconds).
     """
     chosen = scenarios.SCENARIOS[scenario] if isinstance(scenario, str) else scenario
     server = SimnetServer(
-        model.Simulator(chosen, seed=seed, slot_ms=slot_ms),
+        model.Simulator(chosen, seed=seed, slot_ms=slot_ms, genesis_ts=genesis_ts),
         host=host,
         port=port,
         tick_s=tick_s,
