@@ -873,6 +873,15 @@ def _add_daemon_commands(sub: Any) -> None:
         "--once", action="store_true", help="take one tick now (not at the schedule) and exit"
     )
     p.add_argument(
+        "--clock",
+        choices=["wall", "chain"],
+        help=(
+            "where the daemon's time comes from: the wall clock (default), or the chain's block "
+            "time (getSlot, getBlockTime), to follow a simulated chain running fast "
+            "(driftsnap simnet --fast; DRIFTSNAP_CLOCK)"
+        ),
+    )
+    p.add_argument(
         "--metrics-port",
         type=int,
         metavar="N",
@@ -1111,6 +1120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             markets=getattr(args, "markets", None),
             cadence=getattr(args, "cadence", None),
             metrics_port=getattr(args, "metrics_port", None),
+            clock=getattr(args, "clock", None),
         )
         logs.configure(settings.log_level, settings.log_format)
         handler: Handler = args.handler

@@ -124,6 +124,10 @@ class Settings(BaseSettings):
     metrics_host: str = "127.0.0.1"
     # 0 turns the metrics and health endpoint off.
     metrics_port: int = Field(default=9108, ge=0, le=65535)
+    # Where the daemon's time comes from: the wall clock, or the chain's block time (getSlot and
+    # getBlockTime), so a simulated chain running fast (driftsnap simnet --fast) runs a program
+    # week in minutes.
+    clock: Literal["wall", "chain"] = "wall"
 
     @field_validator("methods")
     @classmethod

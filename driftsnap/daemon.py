@@ -11,10 +11,17 @@ One tick::
       -> metrics, one `tick_written` log line
 
 A tick that fails (RPC down, database down) is logged, counted and remembered: its interval is
-written as a `missed` tick, with the reason, by the first write that succeeds. Intervals nobody
-sampled (the daemon was down, or a tick overran) are filled in as `missed` the same way, so a
-week's coverage never overstates. More than ``max_consecutive_failures`` failed ticks in a row
-end the loop with exit status 1 for the supervisor.
+written as a `missed` tick, with the reason, by the first write that succeeds. So is one the
+daemon woke for more than ``MAX_LATENESS`` after its instant (a stalled process, a clock that
+jumped): the week close checks every tick's time against the seed. Intervals nobody sampled (the
+daemon was down, also over Monday 00:00, or a tick overran) are filled in as `missed` the same
+way, so every interval has a header and a week's coverage never overstates. More than
+``max_consecutive_failures`` failed ticks in a row end the loop with exit status 1 for the
+supervisor.
+
+Time comes from a :class:`Clock`: the wall clock (:class:`SystemClock`), or the chain's block
+time (:class:`ChainClock`, ``DRIFTSNAP_CLOCK=chain``), with which the daemon follows a simulated
+chain that runs a program week in minutes.
 
 Only one daemon writes per database: the writer holds a session advisory lock; a second daemon
 waits as standby and takes over when the lock comes free. Signals only set the stop Event; a
@@ -25,12 +32,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import itertools
 import json
 import os
 import signal
 import time
+from collections import deque
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
 import sqlalchemy as sa
@@ -43,6 +53,7 @@ from driftsnap.chain import rpc, snapshot
 from driftsnap.chain.errors import ChainError
 from driftsnap.errors import ConfigError, DriftsnapError
 from driftsnap.scoring import scorer, week
+from driftsnap.store import close as store_close
 from driftsnap.store import database, locks, migrations, schema, snapshots, weeks
 from driftsnap.store import fills as store_fills
 from driftsnap.store.errors import IntegrityError, LockError, StoreError
@@ -69,7 +80,20 @@ CONNECT_TIMEOUT_S: Final = 5  # a database that is down fails a tick fast instea
 READY_AFTER_CADENCES: Final = 3.0  # /readyz: the last ok tick is at most this many cadences old
 MAX_REASON: Final = 300
 NOBODY_SAMPLED: Final = "no snapshot was taken (no daemon was writing)"
+OVERRUN: Final = "no snapshot was taken (the daemon was busy, or its clock jumped past the instant)"
 APPLICATION_NAME: Final = "driftsnap"  # shows the daemon's sessions in pg_stat_activity
+# A tick taken later than this after its sample instant would fail the week close's check of the
+# instants (sampling.verify's tolerance): the interval is recorded as missed instead.
+MAX_LATENESS: Final = timedelta(seconds=5)
+# The chain clock (ChainClock): its own budget of getSlot/getBlockTime calls, how long one may
+# take and pause after a 429 (short: a stop waits for the call in flight), how long it sleeps at
+# most without a look, and how long it waits after the node did not answer.
+CHAIN_CLOCK_RPS: Final = 500
+CHAIN_CLOCK_TIMEOUT_S: Final = 2.0
+CHAIN_CLOCK_RETRY_AFTER_MAX_S: Final = 1.0
+CHAIN_SLEEP_MAX_S: Final = 5.0
+CHAIN_RETRY_S: Final = 0.1
+CHAIN_COMMITMENT: Final = "confirmed"  # the snapshot's: the clock must not run behind the reads
 # JSON-RPC methods the reader calls: the only values of the metrics' `method` label.
 RPC_METHODS: Final = frozenset(
     {"getProgramAccounts", "getMultipleAccounts", "getBlockTime", "getSlot", "getAccountInfo"}
@@ -130,6 +154,181 @@ class SystemClock:
             # Wake at least every minute to read the wall clock again: NTP may step it meanwhile.
             await wait_for_event(stop, min(left, 60.0))
         return False
+
+
+@dataclass(frozen=True, slots=True)
+class _Block:
+    """A block the chain clock saw: its slot, its time (unix s), and when it was first seen."""
+
+    slot: int
+    time: int
+    seen: float  # time.monotonic()
+
+
+class ChainClock:
+    """The chain's time: the block time of the node's latest slot (getSlot, then getBlockTime).
+
+    Against a real node this is the wall clock to the second, as the chain records it; against
+    the simnet in fast mode (``driftsnap simnet --fast --slot-ms 60000``) a simulated week passes
+    in minutes and the daemon follows it. Use it as ``async with ChainClock(...) as clock`` and
+    ``await clock.start(stop)`` before the first :meth:`now`.
+
+    A block's state holds from its time until the next block's. :meth:`sleep_until` returns once
+    the node's latest block is the one in force at the moment (its time is at or before the
+    moment, and the next block's, its time plus the slot duration, after it), or any later block;
+    :meth:`now` is then the moment, so the snapshot read next is the chain's state at that
+    instant and its ``taken_at`` is the sample instant, as with the wall clock. That rule needs
+    evenly spaced blocks at least a second apart (block times are whole seconds): the spacing
+    is measured between the blocks seen and the rule is used only while every measure agrees;
+    otherwise (mainnet's 0.4 s slots) the clock waits for a block whose time is at or past the
+    moment, at most a second late.
+
+    The clock looks at the node only near a moment: it measures how much wall time a slot takes,
+    sleeps most of the way, then looks a few times per slot. Its calls go through a client of
+    their own (read-only, no retries: the clock retries itself and never stops on a failure).
+    """
+
+    def __init__(self, settings: rpc.RpcSettings, *, history: int = 16) -> None:
+        self._client = rpc.Client(settings)
+        self._blocks: deque[_Block] = deque(maxlen=history)
+        self._spacings: deque[float] = deque(maxlen=history)  # chain seconds per slot, by pair
+        self._reached: datetime | None = None
+        self._failing_since: float | None = None
+
+    @classmethod
+    def for_settings(cls, settings: config.Settings) -> ChainClock:
+        base = rpc_settings(settings)
+        return cls(
+            dataclasses.replace(
+                base,
+                max_retries=0,
+                rps=CHAIN_CLOCK_RPS,
+                timeout_s=min(base.timeout_s, CHAIN_CLOCK_TIMEOUT_S),
+                retry_after_max_s=CHAIN_CLOCK_RETRY_AFTER_MAX_S,
+            )
+        )
+
+    async def __aenter__(self) -> ChainClock:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._client.aclose()
+
+    # ------------------------------------------------------------ the Clock protocol
+
+    @property
+    def slot(self) -> int | None:
+        """The latest slot seen (None before :meth:`start`)."""
+        return self._blocks[-1].slot if self._blocks else None
+
+    def now(self) -> datetime:
+        if not self._blocks:
+            raise RuntimeError("the chain clock has not read the chain yet: await start() first")
+        block_time = datetime.fromtimestamp(self._blocks[-1].time, UTC)
+        return block_time if self._reached is None else max(block_time, self._reached)
+
+    async def start(self, stop: asyncio.Event) -> bool:
+        """Read the chain's time once, retrying while the node does not answer; False if
+        ``stop`` is set first."""
+        while not self._blocks:
+            if stop.is_set():
+                return False
+            if not await self._observe():
+                await wait_for_event(stop, CHAIN_RETRY_S)
+        return True
+
+    async def sleep_until(self, moment: datetime, stop: asyncio.Event) -> bool:
+        # A look is short (CHAIN_CLOCK_TIMEOUT_S, and a 429 pauses it at most
+        # CHAIN_CLOCK_RETRY_AFTER_MAX_S), so ``stop`` is checked between looks only.
+        while not stop.is_set():
+            if self._blocks and self._in_force(moment):
+                self._reached = moment if self._reached is None else max(self._reached, moment)
+                return True
+            pause = self._pause(moment) if self._blocks else 0.0
+            if pause > 0 and await wait_for_event(stop, pause):
+                return False
+            if not await self._observe():
+                await wait_for_event(stop, CHAIN_RETRY_S)
+        return False
+
+    # ------------------------------------------------------------ reading the chain
+
+    def _in_force(self, moment: datetime) -> bool:
+        """Whether the latest block seen is the one in force at ``moment``, or a later one."""
+        block = self._blocks[-1]
+        at = moment.timestamp()
+        if block.time >= at:
+            return True
+        spacing = self._even_spacing()
+        return spacing is not None and block.time + spacing > at
+
+    def _even_spacing(self) -> float | None:
+        """Chain seconds per slot when every measure agrees and blocks are a second apart."""
+        if len(self._spacings) < 2:
+            return None
+        low, high = min(self._spacings), max(self._spacings)
+        return low if high - low < 1e-9 and low >= 1.0 else None
+
+    def _pause(self, moment: datetime) -> float:
+        """Wall seconds to wait before the next look: most of the way to the block in force at
+        ``moment`` once the pace is known; none over the last slot and a half before it, so
+        that block is seen (and read) as soon as it comes, however briefly it lasts."""
+        first, block = self._blocks[0], self._blocks[-1]
+        slots = block.slot - first.slot
+        if slots < 1 or block.time <= first.time:
+            return CHAIN_RETRY_S  # no pace measured yet
+        chain_per_slot = (block.time - first.time) / slots
+        # The pace of a loaded node (or of a simnet sharing a busy process) wavers, and a block
+        # missed is a tick missed: plan with the fastest pace seen between two looks (but not
+        # a fluke of two looks either side of a block's start: a quarter of the average at
+        # least), and go three quarters of the way at a time.
+        average = (block.seen - first.seen) / slots
+        fastest = min(
+            (b.seen - a.seen) / (b.slot - a.slot) for a, b in itertools.pairwise(self._blocks)
+        )
+        wall_per_slot = max(fastest, average / 4)
+        slots_left = (moment.timestamp() - block.time) / chain_per_slot
+        ahead = 0.75 * (slots_left - 1.5) * wall_per_slot - (time.monotonic() - block.seen)
+        return min(max(ahead, 0.0), CHAIN_SLEEP_MAX_S)
+
+    async def _observe(self) -> bool:
+        """One look at the node: its latest slot, and that slot's time if it is new; whether
+        the node answered."""
+        try:
+            slot = await self._client.call("getSlot", [{"commitment": CHAIN_COMMITMENT}])
+            latest = self._blocks[-1] if self._blocks else None
+            if not isinstance(slot, int) or isinstance(slot, bool):
+                raise ChainError(f"getSlot answered {slot!r}, not a slot")
+            if latest is not None and slot <= latest.slot:
+                # No new block yet, or a node behind the one we asked before: nothing to learn.
+                self._recovered()
+                return True
+            block_time = await self._client.call("getBlockTime", [slot])
+        except ChainError as exc:
+            self._unavailable(str(exc))
+            return False
+        if not isinstance(block_time, int) or isinstance(block_time, bool):
+            self._unavailable(f"no block time for slot {slot}")  # null: not known yet
+            return False
+        self._recovered()
+        if latest is not None and block_time < latest.time:
+            return True  # a block time that goes backwards is the node's problem, not our time
+        if latest is not None:
+            self._spacings.append((block_time - latest.time) / (slot - latest.slot))
+        self._blocks.append(_Block(slot, block_time, time.monotonic()))
+        return True
+
+    def _unavailable(self, reason: str) -> None:
+        if self._failing_since is None:
+            self._failing_since = time.monotonic()
+            log.warning("chain_clock_unavailable", reason=reason[:MAX_REASON])
+
+    def _recovered(self) -> None:
+        if self._failing_since is not None:
+            log.info(
+                "chain_clock_recovered", after_s=round(time.monotonic() - self._failing_since, 1)
+            )
+            self._failing_since = None
 
 
 async def wait_for_event(event: asyncio.Event, timeout_s: float) -> bool:
@@ -204,6 +403,20 @@ class TickReport:
     write_ms: int = 0
 
 
+def _below(snap: snapshot.Snapshot, floor: int) -> snapshot.Snapshot:
+    """``snap`` rejected if its User accounts were read at a slot before ``floor``, the block
+    the chain clock saw in force at the sample instant (a node behind answered)."""
+    if not snap.ok or snap.slot >= floor:
+        return snap
+    rejection = snapshot.Rejection.SLOT_REGRESSION
+    detail = (
+        f"User accounts read at slot {snap.slot}, before slot {floor}, whose block the chain "
+        "clock saw in force at the sample instant"
+    )
+    log.warning("snapshot_rejected", reason=rejection.value, detail=detail, slot=snap.slot)
+    return dataclasses.replace(snap, rejection=rejection, detail=detail, books={})
+
+
 class _LostWriterError(StoreError):
     """Another daemon took the writer lock while this one's session was gone."""
 
@@ -250,6 +463,7 @@ class _Daemon:
     failures: int = 0
     last_failure: str = ""
     schedules: dict[week.Week, sampling.Schedule] = field(default_factory=dict)
+    finalized_weeks: set[week.Week] = field(default_factory=set)
     # Whether this daemon is the writer. Its lock session may die with the database (then each
     # write tries to take the lock again); only losing the lock to another daemon ends it.
     writer: bool = False
@@ -317,7 +531,26 @@ class _Daemon:
         if not await self.clock.sleep_until(at, self.stop):
             return
         self.last = (schedule.week, interval)
+        late = self.clock.now() - at
+        if late > MAX_LATENESS:
+            # Woken too late (a stalled process, a chain clock that could not see the node): a
+            # snapshot now would not be of the instant the seed committed to.
+            self._late(interval, at, late)
+            return
         await self._sample(client, schedule, interval, at)
+
+    def _late(self, interval: int, at: datetime, late: timedelta) -> None:
+        reason = (
+            f"woke {late.total_seconds():.1f} s after the sample instant (at most "
+            f"{MAX_LATENESS.total_seconds():g} s): not sampled"
+        )
+        log.warning("tick_late", interval=interval, tick_at=at.isoformat(), reason=reason)
+        self.registry.ticks.labels("late").inc()
+        # Written as missed with the next write; not a failure of the node or the database, so
+        # it does not count towards giving up.
+        self.backlog.append(
+            snapshots.Tick(at=at, interval=interval, status="missed", reason=reason)
+        )
 
     def _next(self, schedule: sampling.Schedule, now: datetime) -> tuple[int, datetime] | None:
         """The next interval to sample: never one already handled (a fast or stepped clock may
@@ -334,6 +567,9 @@ class _Daemon:
     ) -> TickReport | None:
         """Take, score and write the tick of ``interval`` scheduled at ``at``."""
         taken_at = self.clock.now()
+        # With the chain clock, the slot whose block is in force at the instant: the book must
+        # not be older than it.
+        floor = self.clock.slot if isinstance(self.clock, ChainClock) else None
         started = time.perf_counter()
         try:
             snap = await self._take(client)
@@ -344,6 +580,17 @@ class _Daemon:
         if snap is None:
             log.info("tick_abandoned", interval=interval, reason="stopping")
             return None
+        if floor is not None:
+            snap = _below(snap, floor)
+            if snap.ok and snap.ts_estimated:
+                # The reader put the wall clock's time on the books, which says nothing about a
+                # chain the daemon follows by its block times: a failed read, not a book.
+                no_time = ChainError(
+                    f"getBlockTime: the node had no block time for slot {snap.slot} (the chain "
+                    "clock cannot let the wall clock stand in)"
+                )
+                self._owe(interval, at, _reason(no_time), no_time)
+                return None
         rpc_ms = round((time.perf_counter() - started) * 1000)
         if snap.ok:
             # Ask by index from now on (one gPA less), and reject a slot that goes backwards.
@@ -543,37 +790,52 @@ class _Daemon:
         interval_s = self.settings.fills_poll.total_seconds()
         async with rpc.Client(rpc_settings(self.settings)) as client:
             while not self.stop.is_set():
-                if self.writer:
-                    await self._poll_fills(client, poll, authorities)
+                if self.writer and await self._poll_fills(client, poll, authorities):
+                    await self._finalize_ended(client)
                 await wait_for_event(self.stop, interval_s)
 
     async def _poll_fills(
         self, client: rpc.Client, poll: ingest.PollSettings, authorities: chain_fills.Authorities
-    ) -> None:
+    ) -> bool:
+        """One confirmed poll; whether it caught up with the node."""
         try:
             report = await ingest.poll_once(client, self.db.engine, poll, authorities=authorities)
         except (ChainError, StoreError, sa_exc.DBAPIError) as exc:
             self.registry.fills_polls.labels(status="failed").inc()
             log.warning("fills_poll_failed", reason=_reason(exc, self.db.url))
-            return
+            return False
         self.registry.fills_polls.labels(status="ok").inc()
         self.registry.fills_ingested.inc(report.new_fills)
         self.registry.fills_truncated.inc(report.truncated)
         self.registry.fills_null_pending.set(report.null_pending)
         if report.watermark_slot is not None:
             self.registry.fills_watermark_slot.set(report.watermark_slot)
-        if report.truncated:
-            log.warning("fills_logs_truncated", signatures=list(report.truncated_signatures))
-        log.info(
-            "fills_polled",
-            new_fills=report.new_fills,
-            transactions=report.transactions,
-            null_pending=report.null_pending,
-            decode_errors=report.decode_errors,
-            caught_up=report.caught_up,
-            watermark_slot=report.watermark_slot,
-            ms=round(report.ms),
-        )
+        # ingest.poll_once logs the poll's one summary line (fills_polled) and the truncated
+        # transactions (fills_logs_truncated) itself.
+        return report.caught_up and not report.null_pending
+
+    async def _finalize_ended(self, client: rpc.Client) -> None:
+        """Run the finalized pass for the week before the clock's, once it has ended and until
+        its fills are final: the week close refuses a week whose fills are not (ingest)."""
+        ended = week.Week.containing(self.clock.now()).previous()
+        if ended in self.finalized_weeks:
+            return
+        try:
+            if not await asyncio.to_thread(self._closable, ended):
+                return
+            report = await ingest.finalize(client, self.db.engine, ended)
+        except (ChainError, StoreError, sa_exc.DBAPIError) as exc:
+            log.warning("fills_finalize_failed", week=str(ended), reason=_reason(exc, self.db.url))
+            return
+        if report.finality.finalized:
+            self.finalized_weeks.add(ended)
+            log.info("fills_week_finalized", week=str(ended), fills=report.finality.fills)
+
+    def _closable(self, w: week.Week) -> bool:
+        """Whether ``w`` may still close: sampled by this database (it has a seed commitment)
+        and not closed yet (a closed week's fills are immutable)."""
+        with self.db.engine.connect() as conn:
+            return weeks.record(conn, w) is not None and not store_close.closed_weeks(conn, [w])
 
     async def _commit(
         self,
@@ -596,7 +858,13 @@ class _Daemon:
         self._ensure_writer()
         missed = 0
         with self.db.engine.begin() as conn:
-            for owed in self.backlog:
+            # In time order, each after the gap before it: the gap is measured from the last
+            # stored tick, so an owed tick written first would hide the intervals passed over
+            # before it (a stall, a chain that jumped) and they would never get a header.
+            for owed in sorted(self.backlog, key=lambda t: t.at):
+                owed_schedule = self.schedules.get(week.Week.containing(owed.at))
+                if owed_schedule is not None:
+                    missed += self._fill_gap(conn, owed_schedule, owed.interval)
                 if not self._interval_taken(conn, owed):
                     missed += snapshots.write_tick(conn, owed)
             missed += self._fill_gap(conn, schedule, tick.interval)
@@ -620,29 +888,58 @@ class _Daemon:
 
     def _fill_gap(self, conn: sa.Connection, schedule: sampling.Schedule, upto: int) -> int:
         """Write the intervals of the week before ``upto`` that nobody sampled as missed."""
-        t = schema.ticks
         w = schedule.week
-        last = conn.execute(
-            sa.select(t.c.interval_index)
-            .where(t.c.tick_at >= w.start, t.c.tick_at < w.end)
-            .order_by(t.c.tick_at.desc())
-            .limit(1)
-        ).scalar()
+        last = _last_interval(conn, w)
+        written = 0
         if last is not None:
             first = last + 1
-        elif self.started_at < w.start:
-            first = 0  # this process was running when the week began: the week is all ours
+        elif self.started_at < w.start or _sampled_before(conn, w):
+            # This process was running when the week began, or an earlier week was sampled
+            # (the daemon was down over Monday 00:00): the week is ours to account for from
+            # its start, and the week before to its end.
+            first = 0
+            written += self._fill_previous(conn, w)
         else:
             return 0  # a database's first week starts with its first tick
+        written += self._fill(conn, schedule, range(first, upto))
+        return written
+
+    def _fill_previous(self, conn: sa.Connection, w: week.Week) -> int:
+        """The intervals after the last tick of the week before ``w``, as missed."""
+        prev = w.previous()
+        last = _last_interval(conn, prev)
+        if last is None or store_close.closed_weeks(conn, [prev]):
+            return 0  # never sampled (no instants to name), or closed: immutable
+        schedule = self.schedules.get(prev) or self._past_schedule(conn, prev)
+        if schedule is None:
+            log.warning("missed_intervals_unfilled", week=str(prev), reason="no sampling seed")
+            return 0
+        return self._fill(conn, schedule, range(last + 1, schedule.intervals))
+
+    def _past_schedule(self, conn: sa.Connection, w: week.Week) -> sampling.Schedule | None:
+        record = weeks.record(conn, w)
+        if record is None:
+            return None
+        seed = record.seed or read_seed(seeds_directory(self.settings), w, record.seed_sha256)
+        return None if seed is None else sampling.Schedule(w, record.cadence, seed)
+
+    def _fill(self, conn: sa.Connection, schedule: sampling.Schedule, intervals: range) -> int:
         written = 0
-        for k in range(first, upto):
+        for k in intervals:
             at = schedule.sample_at(k)
-            # This process's last failure explains the intervals since it started, not before.
-            reason = (self.last_failure if at >= self.started_at else "") or NOBODY_SAMPLED
+            # This process's last failure explains the intervals since it started, not before;
+            # without one, an interval it was running for was passed over (a tick overran it,
+            # or the clock jumped: a wall clock stepped, a chain that went on while unseen).
+            reason = NOBODY_SAMPLED if at < self.started_at else self.last_failure or OVERRUN
             gap = snapshots.Tick(at=at, interval=k, status="missed", reason=reason)
             written += snapshots.write_tick(conn, gap)
         if written:
-            log.info("missed_intervals_filled", week=str(w), first=first, last=upto - 1)
+            log.info(
+                "missed_intervals_filled",
+                week=str(schedule.week),
+                first=intervals.start,
+                last=intervals.stop - 1,
+            )
         return written
 
     # ------------------------------------------------------------ the writer lock
@@ -784,6 +1081,27 @@ async def _shielded(fn: Callable[..., _T], *args: Any, name: str) -> _T:
         raise
 
 
+def _last_interval(conn: sa.Connection, w: week.Week) -> int | None:
+    """The interval of the latest tick stored in week ``w``, if any."""
+    t = schema.ticks
+    last: int | None = conn.execute(
+        sa.select(t.c.interval_index)
+        .where(t.c.tick_at >= w.start, t.c.tick_at < w.end)
+        .order_by(t.c.tick_at.desc())
+        .limit(1)
+    ).scalar()
+    return last
+
+
+def _sampled_before(conn: sa.Connection, w: week.Week) -> bool:
+    """Whether any tick before week ``w`` is stored (so ``w`` is not the database's first)."""
+    t = schema.ticks
+    return (
+        conn.execute(sa.select(t.c.tick_at).where(t.c.tick_at < w.start).limit(1)).first()
+        is not None
+    )
+
+
 class _FatalError(IntegrityError):
     """A week the daemon cannot sample: retrying will not help, so the daemon stops."""
 
@@ -841,10 +1159,33 @@ async def run(
     many failures in a row (or a failed ``once``). Startup problems raise DriftsnapError."""
     rpc_settings(settings)  # no URL: RUN_HINT before anything starts
     program = config.load_program(settings.program_file)
-    clock = clock or SystemClock()
+    async with contextlib.AsyncExitStack() as owned:
+        if clock is None and settings.clock == "chain":
+            clock = await owned.enter_async_context(ChainClock.for_settings(settings))
+        return await _run(
+            settings, program, once=once, stop=stop, clock=clock or SystemClock(),
+            on_tick=on_tick, registry=registry,
+        )  # fmt: skip
+
+
+async def _run(
+    settings: config.Settings,
+    program: config.Program,
+    *,
+    once: bool,
+    stop: asyncio.Event,
+    clock: Clock,
+    on_tick: Callable[[TickReport], None] | None,
+    registry: metrics.Metrics | None,
+) -> int:
     db = await asyncio.to_thread(open_database, settings)
     try:
         await asyncio.to_thread(_check_schema, db)  # a schema that is behind: refuse to start
+        if isinstance(clock, ChainClock):
+            log.info("chain_clock_starting", rpc=rpc_settings(settings).endpoint)
+            if not await clock.start(stop):
+                log.info("daemon_stopped", exit_code=0, reason="stopped before the chain answered")
+                return 0
         daemon = _Daemon(
             settings=settings,
             program=program,
@@ -862,6 +1203,8 @@ async def run(
             methods=[m.name for m in daemon.methods],
             database=database.display(db.url),
             rpc=rpc_settings(settings).endpoint,
+            clock=type(clock).__name__,
+            now=clock.now().isoformat(),
             once=once,
         )
         done = asyncio.Event()

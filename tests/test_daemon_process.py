@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -123,6 +124,39 @@ async def test_sigterm_stops_the_daemon_with_exit_0_within_10_s(
     assert code == 0, output
     assert '"event": "writer_released"' in output
     assert '"event": "daemon_stopped"' in output
+
+
+@pytest.mark.asyncio
+async def test_clock_chain_from_the_command_line_follows_the_chains_time(
+    pg_url: sa.URL, tmp_path: Path
+) -> None:
+    """`run --clock chain` against a fast simulated chain of March 2025: the ticks are of the
+    chain's week and instants, not the wall clock's."""
+    genesis = datetime(2025, 3, 3, 6, tzinfo=UTC)  # a Monday of 2025-W10, 06:00
+    async with server.serve(
+        "default", seed=22, tick_s=0.02, slot_ms=60_000, genesis_ts=int(genesis.timestamp())
+    ) as sim:
+        env = env_for(
+            pg_url, sim.url, tmp_path, DRIFTSNAP_RPC_RPS="500", DRIFTSNAP_RPC_GPA_RPS="100"
+        )
+        proc = await Daemon.start("--clock", "chain", "--cadence", "1h", env=env)
+        written = await proc.wait_for("tick_written", timeout_s=60)
+        proc.proc.send_signal(signal.SIGTERM)
+        code, output = await proc.finish(10)
+    assert code == 0, output
+    assert written["status"] == "ok"
+    engine = sa.create_engine(pg_url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            taken = conn.execute(
+                sa.text("SELECT tick_at, taken_at FROM ticks WHERE status = 'ok'")
+            ).all()
+    finally:
+        engine.dispose()
+    assert taken
+    for tick_at, taken_at in taken:
+        assert genesis < tick_at < genesis + timedelta(days=1)
+        assert taken_at == tick_at  # the chain clock wakes in the block in force at the instant
 
 
 def _write_in_flight(url: sa.URL, deadline_s: float) -> bool:
