@@ -23,10 +23,12 @@ of the week is left unconfirmed.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from driftsnap import logs
 from driftsnap.chain import accounts, snapshot
@@ -34,7 +36,7 @@ from driftsnap.chain import fills as chain_fills
 from driftsnap.store import fills as store_fills
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     import sqlalchemy as sa
 
@@ -42,6 +44,30 @@ if TYPE_CHECKING:
     from driftsnap.scoring.week import Week
 
 log = logs.get(__name__)
+
+_T = TypeVar("_T")
+
+
+async def _read(engine: sa.Engine, fn: Callable[[sa.Connection], _T]) -> _T:
+    """``fn`` on a connection, in a worker thread: the event loop, which the daemon's tick loop
+    and clock share with the fills, never waits on the database (a locked table, a server that
+    hangs until the connect timeout)."""
+
+    def run() -> _T:
+        with engine.connect() as conn:
+            return fn(conn)
+
+    return await asyncio.to_thread(run)
+
+
+async def _write(engine: sa.Engine, fn: Callable[[sa.Connection], _T]) -> _T:
+    """``fn`` in one transaction, in a worker thread (see :func:`_read`)."""
+
+    def run() -> _T:
+        with engine.begin() as conn:
+            return fn(conn)
+
+    return await asyncio.to_thread(run)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,8 +130,9 @@ async def poll_once(
     settings = settings or PollSettings()
     authorities = authorities if authorities is not None else chain_fills.Authorities()
     lookups_before = authorities.lookups
-    with engine.connect() as conn:
-        mark = store_fills.watermark(conn, settings.program, settings.commitment)
+    mark = await _read(
+        engine, lambda conn: store_fills.watermark(conn, settings.program, settings.commitment)
+    )
     head = await chain_fills.head_slot(client, settings.commitment)
     if mark is not None:
         min_slot: int | None = mark.slot
@@ -147,8 +174,8 @@ async def poll_once(
         mark = store_fills.Watermark(
             mark.program, mark.commitment, mark.signature, mark.slot, head, mark.through_time
         )
-        with engine.begin() as conn:
-            store_fills.set_watermark(conn, mark)
+        caught_up = mark
+        await _write(engine, lambda conn: store_fills.set_watermark(conn, caught_up))
     report = IngestReport(
         signatures=len(page.signatures),
         pages=page.pages,
@@ -223,8 +250,7 @@ async def _batch(
     users = {u for f in fills for u in (f.maker, f.taker) if u is not None}
     unknown = [u for u in users if u not in authorities.known]
     if unknown:
-        with engine.connect() as conn:
-            authorities.remember(store_fills.authorities(conn, unknown))
+        authorities.remember(await _read(engine, lambda c: store_fills.authorities(c, unknown)))
     owners = await authorities.resolve(client, users, commitment=settings.commitment)
     rows = [_row(f, owners, settings.commitment) for f in fills]
     truncated = [
@@ -244,8 +270,10 @@ async def _batch(
         through_slot=through,
         through_time=None,
     )
-    with engine.begin() as conn:
-        new = store_fills.write(conn, rows, watermark=new_mark, truncated=truncated)
+    new = await _write(
+        engine,
+        lambda conn: store_fills.write(conn, rows, watermark=new_mark, truncated=truncated),
+    )
     tally.transactions += len(txs)
     tally.new_fills += new
     tally.fills_seen += len(rows)
@@ -308,9 +336,13 @@ async def finalize(
     transaction is in the finalized chain; a fill it never lists stays ``confirmed`` and keeps
     the week from being finalized.
     """
-    with engine.connect() as conn:
-        confirmed = store_fills.watermark(conn, program, "confirmed")
-        mark = store_fills.watermark(conn, program, "finalized")
+    confirmed, mark = await _read(
+        engine,
+        lambda conn: (
+            store_fills.watermark(conn, program, "confirmed"),
+            store_fills.watermark(conn, program, "finalized"),
+        ),
+    )
     head = await chain_fills.head_slot(client, "finalized")
     covered_up_to = None if confirmed is None else confirmed.through_slot
     page = chain_fills.Page((), 0)
@@ -321,7 +353,7 @@ async def finalize(
             client,
             program=program,
             until=None if mark is None else mark.signature,
-            min_slot=_finalized_start(engine, confirmed, mark),
+            min_slot=await _finalized_start(engine, confirmed, mark),
             commitment="finalized",
         )
         todo = [s for s in page.signatures if s.slot <= covered_up_to]
@@ -339,11 +371,7 @@ async def finalize(
             mark = store_fills.Watermark(
                 program, "finalized", last.signature, last.slot, through, _utc(when)
             )
-            with engine.begin() as conn:
-                marked += store_fills.mark_finalized(
-                    conn, [s.signature for s in part if not s.failed]
-                )
-                store_fills.set_watermark(conn, mark)
+            marked += await _write(engine, functools.partial(_mark_finalized, part, mark))
         if not page.signatures and mark is not None:
             through = min(head, covered_up_to)
             if (mark.through_slot or 0) < through:
@@ -351,10 +379,10 @@ async def finalize(
                 mark = store_fills.Watermark(
                     program, "finalized", mark.signature, mark.slot, through, _utc(when)
                 )
-                with engine.begin() as conn:
-                    store_fills.set_watermark(conn, mark)
-    with engine.begin() as conn:
-        finality = store_fills.record_finality(conn, week, finalized_through=mark)
+                await _write(engine, functools.partial(_set_watermark, mark))
+    finality = await _write(
+        engine, functools.partial(_record_finality, week=week, finalized_through=mark)
+    )
     log.info(
         "fills_finality",
         week=str(week),
@@ -367,15 +395,32 @@ async def finalize(
     return FinalizeReport(finality, len(page.signatures), page.pages, marked, behind)
 
 
-def _finalized_start(
+def _mark_finalized(
+    part: Sequence[chain_fills.SignatureInfo], mark: store_fills.Watermark, conn: sa.Connection
+) -> int:
+    marked = store_fills.mark_finalized(conn, [s.signature for s in part if not s.failed])
+    store_fills.set_watermark(conn, mark)
+    return marked
+
+
+def _set_watermark(mark: store_fills.Watermark, conn: sa.Connection) -> None:
+    store_fills.set_watermark(conn, mark)
+
+
+def _record_finality(
+    conn: sa.Connection, *, week: Week, finalized_through: store_fills.Watermark | None
+) -> store_fills.WeekFinality:
+    return store_fills.record_finality(conn, week, finalized_through=finalized_through)
+
+
+async def _finalized_start(
     engine: sa.Engine, confirmed: store_fills.Watermark, mark: store_fills.Watermark | None
 ) -> int:
     """Where the finalized pass starts listing: its watermark, else the oldest fill not yet
     finalized, else where the confirmed pass stands."""
     if mark is not None:
         return mark.slot
-    with engine.connect() as conn:
-        oldest = store_fills.oldest_confirmed_slot(conn)
+    oldest = await _read(engine, store_fills.oldest_confirmed_slot)
     return confirmed.slot if oldest is None else oldest
 
 
@@ -398,9 +443,13 @@ async def check(
     The perp markets' ``next_fill_record_id`` is read from the chain so that fills missing at
     the newest end are found too (once the confirmed pass has caught up with the read).
     """
-    with engine.connect() as conn:
-        weeks = [week] if week is not None else store_fills.weeks_with_fills(conn)
-        indexes = store_fills.market_indexes(conn, "perp")
+    weeks, indexes = await _read(
+        engine,
+        lambda conn: (
+            [week] if week is not None else store_fills.weeks_with_fills(conn),
+            store_fills.market_indexes(conn, "perp"),
+        ),
+    )
     next_ids: dict[int, int] = {}
     slot = None
     if indexes:
@@ -408,14 +457,16 @@ async def check(
         next_ids, slot = await chain_fills.next_fill_record_ids(
             client, addresses, commitment="confirmed"
         )
-    with engine.connect() as conn:
-        return [
+    return await _read(
+        engine,
+        lambda conn: [
             c
             for w in weeks
             for c in store_fills.check(
                 conn, w, next_ids=next_ids, next_ids_slot=slot, program=program
             )
-        ]
+        ],
+    )
 
 
 def check_stored(
@@ -476,8 +527,7 @@ async def sample_maker_volume(
     with stored fills); returns the slot the sample stands for. Take one per cadence tick or
     per poll; :func:`cross_check` compares two."""
     if authorities is None:
-        with engine.connect() as conn:
-            authorities = store_fills.maker_authorities(conn)
+        authorities = await _read(engine, store_fills.maker_authorities)
     volumes, slot = await chain_fills.maker_volumes(client, authorities, commitment="confirmed")
     when = await chain_fills.block_time(client, slot) if volumes else None
     samples = [
@@ -485,8 +535,8 @@ async def sample_maker_volume(
         for v in volumes.values()
     ]
     if samples and when is not None:
-        with engine.begin() as conn:
-            store_fills.write_volume_samples(conn, slot, when, samples)
+        at = when
+        await _write(engine, lambda conn: store_fills.write_volume_samples(conn, slot, at, samples))
     return slot
 
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import signal
 import sys
+import threading
+import time
 from typing import TYPE_CHECKING
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.pool import NullPool
 
 from driftsnap import ingest
 from driftsnap.chain import accounts, errors, rpc
@@ -228,3 +232,43 @@ async def test_truncated_logs_are_flagged_and_reported(pg_engine: sa.Engine) -> 
     assert set(recorded) == cut
     assert all(n == 1 for n in recorded.values())  # the node kept the first event of each
     assert stored(pg_engine) == truth_rows(node, lost=lost_to_truncation(node))
+
+
+@pytest.mark.asyncio
+async def test_a_poll_waiting_on_the_database_leaves_the_event_loop_free(
+    pg_url: sa.URL, pg_engine: sa.Engine
+) -> None:
+    """While a poll waits on a locked table, the event loop (which the daemon's tick loop and
+    clock share with the fills) keeps running; the poll completes once the lock goes."""
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_lock() -> None:
+        engine = sa.create_engine(pg_url, poolclass=NullPool)
+        try:
+            with engine.begin() as conn:
+                conn.execute(sa.text("LOCK TABLE fill_watermarks IN ACCESS EXCLUSIVE MODE"))
+                locked.set()
+                release.wait(10)
+        finally:
+            engine.dispose()
+
+    async with simnet("quiet", seed=18) as (node, client):
+        await node.advance(20)
+        holder = threading.Thread(target=hold_lock, name="lock-holder")
+        holder.start()
+        try:
+            assert await asyncio.to_thread(locked.wait, 10)
+            poll = asyncio.create_task(ingest.poll_once(client, pg_engine))
+            beats: list[float] = []
+            for _ in range(30):  # 0.6 s of heartbeats while the poll is stuck on the lock
+                beats.append(time.monotonic())
+                await asyncio.sleep(0.02)
+            assert not poll.done()
+        finally:
+            release.set()
+            await asyncio.to_thread(holder.join, 10)
+        report = await poll
+    gaps = [b - a for a, b in itertools.pairwise(beats)]
+    assert max(gaps) < 0.3, f"the event loop stalled for {max(gaps):.2f} s"
+    assert report.caught_up
+    assert stored(pg_engine) == truth_rows(node)
