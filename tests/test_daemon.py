@@ -34,12 +34,14 @@ CADENCE = timedelta(seconds=60)
 
 
 class SteppedClock:
-    """Virtual time: it moves to a sample instant only when the test lets the next tick go."""
+    """Virtual time: it moves to a sample instant only when the test lets the next tick go, or
+    past it to a later time the test names (a stalled process, a clock that jumped)."""
 
     def __init__(self, start: datetime = START) -> None:
         self._now = start
         self._idle = asyncio.Event()
         self._go = asyncio.Event()
+        self._to: datetime | None = None
 
     def now(self) -> datetime:
         return self._now
@@ -57,7 +59,8 @@ class SteppedClock:
         self._go.clear()
         if stop.is_set():
             return False
-        self._now = max(self._now, moment)
+        self._now = max(self._now, moment, self._to or moment)
+        self._to = None
         return True
 
     @property
@@ -65,16 +68,19 @@ class SteppedClock:
         """Whether the daemon is waiting for a sample instant (not standby, not mid-tick)."""
         return self._idle.is_set()
 
-    async def go(self) -> None:
-        """Once the daemon waits for its next instant, let it take that tick."""
+    async def go(self, to: datetime | None = None) -> None:
+        """Once the daemon waits for its next instant, let it take that tick (waking at ``to``
+        instead, if that is later)."""
         await asyncio.wait_for(self._idle.wait(), 30)
         self._idle.clear()
+        self._to = to
         self._go.set()
 
-    async def tick(self, n: int = 1) -> None:
-        """Let ``n`` ticks run, and return once the daemon waits for the next instant."""
-        for _ in range(n):
-            await self.go()
+    async def tick(self, n: int = 1, *, to: datetime | None = None) -> None:
+        """Let ``n`` ticks run (the first waking at ``to`` if given), and return once the daemon
+        waits for the next instant."""
+        for i in range(n):
+            await self.go(to if i == 0 else None)
         await asyncio.wait_for(self._idle.wait(), 30)
 
 

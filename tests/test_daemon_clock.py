@@ -22,6 +22,7 @@ from driftsnap.chain import rpc, snapshot
 from driftsnap.scoring import week as week_mod
 from driftsnap.simnet import server
 from tests.soak import truth as soak_truth
+from tests.test_daemon import SteppedClock
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -188,6 +189,15 @@ async def test_the_clock_reads_with_its_own_client_and_read_methods_only() -> No
 # ---------------------------------------------------------------------------- the daemon
 
 
+def stored_ticks(url: sa.URL, start: datetime, end: datetime) -> list[soak_truth.StoredTick]:
+    """The tick headers stored from ``start`` to ``end``, in time order."""
+    engine = sa.create_engine(url)
+    try:
+        return soak_truth.stored_ticks(engine, start, end)
+    finally:
+        engine.dispose()
+
+
 def _settings(url: sa.URL, rpc_url: str, tmp: Path, **changes: Any) -> config.Settings:
     given: dict[str, Any] = {
         "database_url": SecretStr(url.render_as_string(hide_password=False)),
@@ -220,11 +230,7 @@ async def test_on_a_fast_chain_each_tick_is_its_instant_read_in_the_block_in_for
         await until(lambda: node.sim.ts >= genesis + 3 * 3600, timeout_s=60)
         stop.set()
         assert await asyncio.wait_for(task, 30) == 0
-        engine = sa.create_engine(pg_url)
-        try:
-            ticks = soak_truth.stored_ticks(engine, MONDAY, MONDAY + timedelta(days=1))
-        finally:
-            engine.dispose()
+        ticks = stored_ticks(pg_url, MONDAY, MONDAY + timedelta(days=1))
         ok = [t for t in ticks if t.status == "ok"]
         assert len(ok) >= 15
         assert [t.interval for t in ticks] == list(range(ticks[0].interval, ticks[-1].interval + 1))
@@ -254,11 +260,7 @@ async def test_an_instant_the_clock_oversleeps_is_missed_not_sampled_late(
             await asyncio.sleep(0.03)
         stop.set()
         assert await asyncio.wait_for(task, 30) == 0
-    engine = sa.create_engine(pg_url)
-    try:
-        ticks = soak_truth.stored_ticks(engine, MONDAY, MONDAY + timedelta(days=1))
-    finally:
-        engine.dispose()
+    ticks = stored_ticks(pg_url, MONDAY, MONDAY + timedelta(days=1))
     first = ticks[0]
     assert (first.status, first.taken_at, first.gpa_slot) == ("missed", None, None)
     assert first.reason.startswith("woke ")
@@ -271,45 +273,6 @@ async def test_an_instant_the_clock_oversleeps_is_missed_not_sampled_late(
     assert statuses == sorted(statuses, key=lambda s: s == "ok")
     assert all(t.reason == daemon.OVERRUN for t in ticks[1:] if t.status == "missed")
     assert all(t.taken_at == t.at for t in ticks if t.status == "ok")
-
-
-class JumpingClock:
-    """Virtual time the test moves: each wait ends when the test lets it, at the moment waited
-    for or at a later time the test names (a stalled process, a clock that jumped)."""
-
-    def __init__(self, start: datetime) -> None:
-        self._now = start
-        self._go = asyncio.Event()
-        self._to: datetime | None = None
-        self.waiting = asyncio.Event()
-
-    def now(self) -> datetime:
-        return self._now
-
-    async def sleep_until(self, moment: datetime, stop: asyncio.Event) -> bool:
-        self.waiting.set()
-        go = asyncio.create_task(self._go.wait())
-        halt = asyncio.create_task(stop.wait())
-        try:
-            await asyncio.wait({go, halt}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            go.cancel()
-            halt.cancel()
-            await asyncio.gather(go, halt, return_exceptions=True)
-        self._go.clear()
-        if stop.is_set():
-            return False
-        self._now = max(self._now, moment, self._to or moment)
-        self._to = None
-        return True
-
-    async def release(self, to: datetime | None = None) -> None:
-        """Let the waiting daemon go (to ``to`` if given); return once it waits again."""
-        await asyncio.wait_for(self.waiting.wait(), 30)
-        self.waiting.clear()
-        self._to = to
-        self._go.set()
-        await asyncio.wait_for(self.waiting.wait(), 30)
 
 
 async def test_intervals_passed_over_before_a_failed_tick_still_get_their_header(
@@ -325,22 +288,18 @@ async def test_intervals_passed_over_before_a_failed_tick_still_get_their_header
             pg_url, node.url, tmp_path, clock="wall", cadence=timedelta(minutes=1),
             rpc_max_retries=0,
         )  # fmt: skip
-        clock, stop = JumpingClock(start), asyncio.Event()
+        clock, stop = SteppedClock(start), asyncio.Event()
         task = asyncio.create_task(daemon.run(settings, once=False, stop=stop, clock=clock))
-        await clock.release()  # an ok tick
-        await clock.release(to=clock.now() + timedelta(seconds=200))  # woke 2-3 minutes late
+        await clock.tick()  # an ok tick
+        await clock.tick(to=clock.now() + timedelta(seconds=200))  # woke 2-3 minutes late
         await node.go_away()
-        await clock.release()  # the node is away: a failed tick, owed
+        await clock.tick()  # the node is away: a failed tick, owed
         await node.come_back()
         await node.advance(3)
-        await clock.release()  # an ok tick writes the owed ones and the gaps
+        await clock.tick()  # an ok tick writes the owed ones and the gaps
         stop.set()
         assert await asyncio.wait_for(task, 30) == 0
-    engine = sa.create_engine(pg_url)
-    try:
-        ticks = soak_truth.stored_ticks(engine, MONDAY, MONDAY + timedelta(days=1))
-    finally:
-        engine.dispose()
+    ticks = stored_ticks(pg_url, MONDAY, MONDAY + timedelta(days=1))
     intervals = [t.interval for t in ticks]
     assert intervals == list(range(intervals[0], intervals[0] + len(intervals)))
     statuses = [t.status for t in ticks]
@@ -362,18 +321,14 @@ async def test_a_daemon_down_over_monday_leaves_no_interval_of_either_week_witho
         await node.advance(5)
         settings = _settings(pg_url, node.url, tmp_path, clock="wall", cadence=timedelta(minutes=1))
         for start in (sunday, MONDAY + timedelta(minutes=6)):
-            clock, stop = JumpingClock(start), asyncio.Event()
+            clock, stop = SteppedClock(start), asyncio.Event()
             task = asyncio.create_task(daemon.run(settings, once=False, stop=stop, clock=clock))
-            await clock.release()
+            await clock.tick()
             await node.advance(2)
-            await clock.release()
+            await clock.tick()
             stop.set()
             assert await asyncio.wait_for(task, 30) == 0
-    engine = sa.create_engine(pg_url)
-    try:
-        ticks = soak_truth.stored_ticks(engine, sunday, MONDAY + timedelta(hours=1))
-    finally:
-        engine.dispose()
+    ticks = stored_ticks(pg_url, sunday, MONDAY + timedelta(hours=1))
     starts = [
         week_mod.Week.containing(t.at).start + t.interval * timedelta(minutes=1) for t in ticks
     ]
