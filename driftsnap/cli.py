@@ -870,7 +870,12 @@ def _add_daemon_commands(sub: Any) -> None:
         "--cadence", metavar="DURATION", help="60s, 5m... dividing the week (DRIFTSNAP_CADENCE)"
     )
     p.add_argument(
-        "--once", action="store_true", help="take one tick now (not at the schedule) and exit"
+        "--once",
+        action="store_true",
+        help=(
+            "take one tick, at the next sample instant of the committed schedule (at most two "
+            "cadences away, so it verifies at the week close like any other), and exit"
+        ),
     )
     p.add_argument(
         "--clock",

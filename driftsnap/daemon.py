@@ -498,18 +498,45 @@ class _Daemon:
                 await _shielded(self._release, name="writer-release")
 
     async def _once(self, client: rpc.Client) -> int:
-        """One tick, now (not at the scheduled instant); 0 if an ok snapshot was written."""
+        """One tick, at the sample instant of the next interval (this one's if it is still
+        ahead, else the next one's: at most two cadences away), like any tick of the loop; 0 if
+        an ok snapshot was written, or if stopped while waiting.
+
+        Not "now": a tick off the committed schedule would fail the week close's check of the
+        instants against the revealed seed, and the close would refuse its week.
+        """
         await self._become_writer(wait=False)
-        now = self.clock.now()
-        try:
-            schedule = await self._schedule(now)
-        except _FatalError:
-            raise
-        except (StoreError, sa_exc.DBAPIError) as exc:
-            log.error("tick_failed", reason=_reason(exc, self.db.url))
-            return 1
-        report = await self._sample(client, schedule, schedule.interval_of(now), now)
-        return 0 if report is not None and report.status == "ok" else 1
+        while not self.stop.is_set():
+            now = self.clock.now()
+            try:
+                schedule = await self._schedule(now)
+            except _FatalError:
+                raise
+            except (StoreError, sa_exc.DBAPIError) as exc:
+                log.error("tick_failed", reason=_reason(exc, self.db.url))
+                return 1
+            nxt = self._next(schedule, now)
+            if nxt is None:  # past the week's last instant: the next week's first one
+                await self.clock.sleep_until(schedule.week.end, self.stop)
+                continue
+            interval, at = nxt
+            log.info(
+                "once_waiting",
+                interval=interval,
+                at=at.isoformat(),
+                wait_s=round(max(0.0, (at - now).total_seconds()), 1),
+            )
+            if not await self.clock.sleep_until(at, self.stop):
+                break
+            self.last = (schedule.week, interval)
+            late = self.clock.now() - at
+            if late > MAX_LATENESS:
+                self._late(interval, at, late)  # owed: written with the next interval's tick
+                continue
+            report = await self._sample(client, schedule, interval, at)
+            return 0 if report is not None and report.status == "ok" else 1
+        log.info("tick_abandoned", reason="stopping")
+        return 0
 
     async def _tick(self, client: rpc.Client) -> None:
         now = self.clock.now()

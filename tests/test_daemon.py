@@ -306,6 +306,37 @@ async def test_sample_instants_verify_against_the_committed_seed_across_a_restar
     assert seed_file.stat().st_mode & 0o777 == 0o600
 
 
+async def test_once_takes_its_tick_at_the_committed_instant_so_the_close_can_verify_it(
+    pg_url: sa.URL, tmp_path: Path
+) -> None:
+    """`run --once` waits for the next sample instant of the week's seed (not "now", which the
+    week close would refuse as off-schedule), writes that tick and exits 0."""
+    async with server.serve("default", seed=23) as sim:
+        await sim.advance(5)
+        settings = settings_for(pg_url, sim.url, tmp_path)
+        clock, stop = SteppedClock(START), asyncio.Event()
+        task = asyncio.create_task(daemon.run(settings, once=True, stop=stop, clock=clock))
+        await clock.go()
+        assert await asyncio.wait_for(task, 30) == 0
+    engine = sa.create_engine(pg_url)
+    try:
+        with engine.connect() as conn:
+            record = weeks.record(conn, WEEK)
+            t = schema.ticks
+            rows = conn.execute(sa.select(t.c.interval_index, t.c.status, t.c.taken_at)).all()
+    finally:
+        engine.dispose()
+    assert record is not None
+    seed = daemon.read_seed(daemon.seeds_directory(settings), WEEK, record.seed_sha256)
+    assert seed is not None
+    here = (START - WEEK.start) // CADENCE  # START's interval, or the next if its instant passed
+    assert [(i, status) for i, status, _ in rows] in ([(here, "ok")], [(here + 1, "ok")])
+    ((_, _, taken_at),) = rows
+    assert taken_at > START  # it waited for the instant
+    ok = {i: at for i, _, at in rows}
+    assert sampling.verify(WEEK, CADENCE, seed, record.seed_sha256, ok) == []
+
+
 async def test_too_many_failures_in_a_row_exit_1(pg_url: sa.URL, tmp_path: Path) -> None:
     """With the node gone, the daemon gives up with 1 after max_consecutive_failures + 1 ticks."""
     async with server.serve("quiet", seed=11) as sim:
