@@ -56,7 +56,7 @@ from driftsnap.scoring import scorer, week
 from driftsnap.store import close as store_close
 from driftsnap.store import database, locks, migrations, schema, snapshots, weeks
 from driftsnap.store import fills as store_fills
-from driftsnap.store.errors import IntegrityError, LockError, StoreError
+from driftsnap.store.errors import ConnectError, IntegrityError, LockError, StoreError
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -79,6 +79,8 @@ PROBE_TIMEOUT_S: Final = 3.0  # /readyz gives up on the database after this long
 CONNECT_TIMEOUT_S: Final = 5  # a database that is down fails a tick fast instead of hanging it
 READY_AFTER_CADENCES: Final = 3.0  # /readyz: the last ok tick is at most this many cadences old
 MAX_REASON: Final = 300
+STARTUP_ATTEMPTS: Final = 5  # schema checks at start while the database is unavailable
+STARTUP_RETRY_S: Final = 2.0
 NOBODY_SAMPLED: Final = "no snapshot was taken (no daemon was writing)"
 OVERRUN: Final = "no snapshot was taken (the daemon was busy, or its clock jumped past the instant)"
 APPLICATION_NAME: Final = "driftsnap"  # shows the daemon's sessions in pg_stat_activity
@@ -1169,8 +1171,41 @@ def open_database(settings: config.Settings) -> database.Database:
 
 
 def _check_schema(db: database.Database) -> None:
-    with db.engine.connect() as conn:
-        migrations.check(conn)
+    """Refuse a schema that is behind; a database that fails meanwhile (it restarts as we start)
+    is a one-line StoreError, never a driver traceback."""
+    try:
+        with db.engine.connect() as conn:
+            migrations.check(conn)
+    except sa_exc.DBAPIError as exc:
+        raise ConnectError(
+            f"cannot check the database schema at start: {_reason(exc, db.url)}"
+        ) from None
+
+
+async def _open_patiently(settings: config.Settings, stop: asyncio.Event) -> database.Database:
+    """The database, its schema checked; retried for a few seconds while the server is
+    unavailable (restarting as the daemon starts), as the loop rides out an outage. A schema
+    that is behind fails at once; a server still down after the retries is a one-line error."""
+    for attempt in itertools.count(1):
+        try:
+            db = await asyncio.to_thread(open_database, settings)
+        except ConnectError as exc:
+            failure: ConnectError = exc
+        else:
+            try:
+                await asyncio.to_thread(_check_schema, db)
+                return db
+            except ConnectError as exc:
+                await asyncio.to_thread(db.close)
+                failure = exc
+            except BaseException:
+                await asyncio.to_thread(db.close)
+                raise
+        if attempt == STARTUP_ATTEMPTS or stop.is_set():
+            raise failure
+        log.warning("database_unavailable_at_start", reason=str(failure), attempt=attempt)
+        await wait_for_event(stop, STARTUP_RETRY_S)
+    raise AssertionError("itertools.count() ended")  # pragma: no cover (it never does)
 
 
 async def run(
@@ -1205,9 +1240,8 @@ async def _run(
     on_tick: Callable[[TickReport], None] | None,
     registry: metrics.Metrics | None,
 ) -> int:
-    db = await asyncio.to_thread(open_database, settings)
+    db = await _open_patiently(settings, stop)  # a schema that is behind: refuse to start
     try:
-        await asyncio.to_thread(_check_schema, db)  # a schema that is behind: refuse to start
         if isinstance(clock, ChainClock):
             log.info("chain_clock_starting", rpc=rpc_settings(settings).endpoint)
             if not await clock.start(stop):

@@ -20,7 +20,7 @@ from driftsnap.scoring import bookfile, scorer
 from driftsnap.scoring import week as week_mod
 from driftsnap.simnet import server, truth
 from driftsnap.store import database, migrations, schema, snapshots, weeks
-from driftsnap.store.errors import SchemaError
+from driftsnap.store.errors import ConnectError, SchemaError
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
@@ -232,6 +232,37 @@ async def test_a_database_restart_mid_run_records_missed_ticks_when_it_returns(
         rows = tick_rows(cluster.url)
         assert [r.status for r in rows] == ["ok", "missed", "missed", "ok"]
         assert all(r.reason.startswith("database: ") for r in rows[1:3])
+    finally:
+        await asyncio.to_thread(cluster.stop)
+
+
+async def test_a_database_restarting_as_the_daemon_starts_is_waited_for(tmp_path: Path) -> None:
+    """The server is down when the daemon starts and back a moment later: the daemon waits (no
+    traceback, no exit) and takes its tick; down for good, it is one error naming the server."""
+    pg_dir = tmp_path / "pg"
+    cluster = await asyncio.to_thread(database.start_embedded, pg_dir)
+    try:
+        engine = database.create_engine(cluster.url)
+        with engine.begin() as conn:
+            migrations.apply(conn)
+        engine.dispose()
+        await asyncio.to_thread(cluster.stop)
+        async with server.serve("default", seed=24) as sim:
+            await sim.advance(5)
+            settings = settings_for(cluster.url, sim.url, tmp_path)
+            clock, stop = SteppedClock(), asyncio.Event()
+            task = await run_daemon(settings, clock, stop)
+            await asyncio.sleep(daemon.STARTUP_RETRY_S / 2)
+            assert not task.done()  # waiting for the server, not failed
+            cluster = await asyncio.to_thread(database.start_embedded, pg_dir)
+            await clock.tick()
+            assert await finish(task, stop) == 0
+            assert [r.status for r in tick_rows(cluster.url)] == ["ok"]
+            await asyncio.to_thread(cluster.stop)
+            gone = asyncio.Event()
+            with pytest.raises(ConnectError) as err:
+                await daemon.run(settings, once=True, stop=gone, clock=SteppedClock())
+            assert "\n" not in str(err.value)
     finally:
         await asyncio.to_thread(cluster.stop)
 
