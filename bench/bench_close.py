@@ -25,6 +25,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
+from bench_store import drop_database, fresh_database
 from psycopg import sql
 
 from driftsnap import closing, config, daemon, logs, sampling
@@ -32,7 +33,7 @@ from driftsnap.chain import accounts
 from driftsnap.scoring import bookfile, methods, scorer
 from driftsnap.scoring import week as week_mod
 from driftsnap.simnet import model, scenarios, truth
-from driftsnap.store import database, migrations, schema, snapshots, weeks
+from driftsnap.store import database, schema, snapshots, weeks
 from driftsnap.store import fills as store_fills
 
 WEEK = week_mod.Week(2026, 47)
@@ -69,26 +70,6 @@ def distinct_ticks(n: int) -> list[list[snapshots.MarketSnapshot]]:
             [snapshots.MarketSnapshot(b, tuple(scorer.score(b, m) for m in METHODS)) for b in books]
         )
     return out
-
-
-def fresh_database(admin: sa.URL, name: str) -> sa.Engine:
-    """A new migrated database ``name`` on the server of ``admin`` (dropped first if it exists)."""
-    drop_database(admin, name)
-    engine = sa.create_engine(admin, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    engine.dispose()
-    target = database.create_engine(admin.set(database=name))
-    with target.begin() as conn:
-        migrations.apply(conn)
-    return target
-
-
-def drop_database(admin: sa.URL, name: str) -> None:
-    engine = sa.create_engine(admin, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    engine.dispose()
 
 
 def _repeat(table: sa.Table, target: sql.Composable, replaced: dict[str, str]) -> sql.Composed:

@@ -452,7 +452,7 @@ def close_section(report: Report, plan: Plan, admin: sa.URL, tmp: Path) -> None:
         ticks = whole // plan.week_share
         name = f"driftsnap_bench_close{seconds}_{os.getpid()}"
         progress(f"close: writing {ticks:,} ticks at {seconds} s cadence")
-        engine = bench_close.fresh_database(admin, name)
+        engine = bench_store.fresh_database(admin, name)
         try:
             written = bench_close.write_week(
                 engine, tmp / f"seeds{seconds}", cadence=cadence, ticks=ticks, templates=templates
@@ -462,7 +462,7 @@ def close_section(report: Report, plan: Plan, admin: sa.URL, tmp: Path) -> None:
             figures = bench_close.close(engine, seeds, ticks=ticks, cadence=cadence)
         finally:
             engine.dispose()
-            bench_close.drop_database(admin, name)
+            bench_store.drop_database(admin, name)
         part = "" if ticks == whole else f" (1/{plan.week_share} week)"
         report.rows.append(
             Row(
