@@ -28,15 +28,13 @@ import sqlalchemy as sa
 from bench_store import drop_database, fresh_database
 from psycopg import sql
 
-from driftsnap import closing, config, daemon, logs, sampling
-from driftsnap.chain import accounts
+from driftsnap import calendar, closing, config, daemon, logs, protocol, sampling
 from driftsnap.scoring import bookfile, methods, scorer
-from driftsnap.scoring import week as week_mod
 from driftsnap.simnet import model, scenarios, truth
 from driftsnap.store import database, schema, snapshots, weeks
 from driftsnap.store import fills as store_fills
 
-WEEK = week_mod.Week(2026, 47)
+WEEK = calendar.Week(2026, 47)
 SEED = bytes(range(32))
 METHODS = tuple(methods.PRESETS.values())
 CLOSE_TARGET_S = 5.0
@@ -169,7 +167,7 @@ def write_week(
                 )
             )
         # No fills in this week: they are final once the ingest pass is past its end.
-        mark = store_fills.Watermark(accounts.DRIFT_PROGRAM_ID, "finalized", "-", 0, 0, WEEK.end)
+        mark = store_fills.Watermark(protocol.DRIFT_PROGRAM_ID, "finalized", "-", 0, 0, WEEK.end)
         store_fills.record_finality(conn, WEEK, finalized_through=mark)
     seconds = time.perf_counter() - started
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:

@@ -155,7 +155,7 @@ def simnet_response(scenario: scenarios.Scenario, *, seed: int = 1, steps: int =
         "id": 1,
         "method": "getProgramAccounts",
         "params": [
-            accounts.DRIFT_PROGRAM_ID,
+            protocol.DRIFT_PROGRAM_ID,
             {"encoding": "base64", "withContext": True, "filters": USER_FILTERS},
         ],
     }
@@ -232,7 +232,7 @@ def synthetic_response(
                 "data": [base64.b64encode(records[i].tobytes()).decode(), "base64"],
                 "executable": False,
                 "lamports": 31_347_840,
-                "owner": accounts.DRIFT_PROGRAM_ID,
+                "owner": protocol.DRIFT_PROGRAM_ID,
                 "rentEpoch": 18_446_744_073_709_551_615,
                 "space": accounts.SIZES[accounts.Kind.USER],
             },

@@ -17,6 +17,7 @@ import time
 
 from solders.pubkey import Pubkey
 
+from driftsnap import protocol
 from driftsnap.scoring import book as book_mod
 from driftsnap.scoring import methods, scorer
 
@@ -26,7 +27,7 @@ TARGET_MS = 10.0
 def synthetic_book(n_orders: int, n_makers: int, seed: int = 1) -> book_mod.Book:
     """A book around $150 with orders spread over 0-150 bps, sizes $100-$50k, both sides."""
     rng = random.Random(seed)
-    oracle = 150 * book_mod.PRICE_PRECISION
+    oracle = 150 * protocol.PRICE_PRECISION
     makers = [str(Pubkey(hashlib.sha256(f"m{i}".encode()).digest())) for i in range(n_makers)]
     orders = []
     for i in range(n_orders):

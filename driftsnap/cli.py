@@ -17,6 +17,7 @@ from typing import Any
 
 from driftsnap import (
     __version__,
+    calendar,
     closing,
     config,
     daemon,
@@ -29,7 +30,7 @@ from driftsnap import (
 )
 from driftsnap.chain import rpc, snapshot
 from driftsnap.errors import ConfigError, DriftsnapError, InputError
-from driftsnap.scoring import bookfile, methods, scorer, week
+from driftsnap.scoring import bookfile, methods, payouts, scorer
 from driftsnap.simnet import command as simnet_command
 from driftsnap.store import close as store_close
 from driftsnap.store import database, migrations, queries
@@ -86,7 +87,7 @@ def _methods(args: argparse.Namespace, settings: config.Settings) -> int:
 
 def _program(args: argparse.Namespace, settings: config.Settings) -> int:
     program = config.load_program(settings.program_file)
-    w = week.Week.parse(args.week) if args.week else week.Week.containing(report.utcnow())
+    w = calendar.Week.parse(args.week) if args.week else calendar.Week.containing(report.utcnow())
     terms = program.terms(w)
     doc: dict[str, Any] = {
         "program": program.name,
@@ -99,8 +100,8 @@ def _program(args: argparse.Namespace, settings: config.Settings) -> int:
         "week_end": w.end.isoformat(),
         "paused": terms.paused,
         "pause_reason": terms.pause_reason,
-        "score_pools_usdc": {m: report.usdc(v) for m, v in terms.score_pools.items()},
-        "volume_pool_usdc": report.usdc(terms.volume_pool),
+        "score_pools_usdc": {m: payouts.usdc(v) for m, v in terms.score_pools.items()},
+        "volume_pool_usdc": payouts.usdc(terms.volume_pool),
         "participants": (
             "all"
             if terms.participants.registered is None
@@ -175,7 +176,7 @@ def _scores(args: argparse.Namespace, settings: config.Settings) -> int:
     try:
         with db.engine.connect() as conn:
             migrations.check(conn)
-            w = week.Week.parse(args.week) if args.week else queries.current_week(conn)
+            w = calendar.Week.parse(args.week) if args.week else queries.current_week(conn)
             rows = queries.week_scores(
                 conn, w, pools=program.score_pools(w), market=args.market, method=args.method
             )
@@ -192,11 +193,11 @@ def _scores(args: argparse.Namespace, settings: config.Settings) -> int:
             "quoted_snapshots": r.quoted_snapshots,
             "score": r.score,
             "share": r.share,
-            "pool_usdc": None if r.pool_micro_usdc is None else report.usdc(r.pool_micro_usdc),
+            "pool_usdc": None if r.pool_micro_usdc is None else payouts.usdc(r.pool_micro_usdc),
             "projected_reward_usdc": (
                 None
                 if r.projected_reward_micro_usdc is None
-                else report.usdc(r.projected_reward_micro_usdc)
+                else payouts.usdc(r.projected_reward_micro_usdc)
             ),
             "last_slot": r.last_slot,
             "params_hash": r.params_hash,
@@ -265,7 +266,7 @@ async def _take_snapshot(settings: config.Settings, wanted: list[str | int]) -> 
 
 
 def _fills_check(args: argparse.Namespace, settings: config.Settings) -> int:
-    w = week.Week.parse(args.week) if args.week else None
+    w = calendar.Week.parse(args.week) if args.week else None
     db = _open_database(settings)
     try:
         with db.engine.connect() as conn:
@@ -311,14 +312,14 @@ def _fills_check(args: argparse.Namespace, settings: config.Settings) -> int:
 
 
 async def _fills_check_chain(
-    settings: config.Settings, db: database.Database, w: week.Week | None
+    settings: config.Settings, db: database.Database, w: calendar.Week | None
 ) -> list[store_fills.MarketCheck]:
     async with rpc.Client(daemon.rpc_settings(settings)) as client:
         return await ingest.check(client, db.engine, w)
 
 
 def _fills_self_matches(args: argparse.Namespace, settings: config.Settings) -> int:
-    w = week.Week.parse(args.week)
+    w = calendar.Week.parse(args.week)
     db = _open_database(settings)
     try:
         with db.engine.connect() as conn:
@@ -336,7 +337,7 @@ def _fills_self_matches(args: argparse.Namespace, settings: config.Settings) -> 
             "authority": m.authority,
             "maker": m.maker,
             "taker": m.taker,
-            "quote_usdc": report.usdc(m.quote_filled),
+            "quote_usdc": payouts.usdc(m.quote_filled),
         }
         for m in matches
     ]
@@ -418,7 +419,7 @@ def _close_week(args: argparse.Namespace, settings: config.Settings) -> int:
             program,
             now=report.utcnow(),
             seeds_dir=daemon.seeds_directory(settings),
-            week=week.Week.parse(args.week) if args.week else None,
+            week=calendar.Week.parse(args.week) if args.week else None,
             method=args.method,
             default_method=settings.method,
             dry_run=args.dry_run,
@@ -458,9 +459,9 @@ def _close_week(args: argparse.Namespace, settings: config.Settings) -> int:
             [
                 {
                     "authority": r["authority"],
-                    **{m: closing.usdc(r[m]) for m in markets},
-                    "volume": closing.usdc(r["volume"]),
-                    "total": closing.usdc(r["total"]),
+                    **{m: payouts.usdc(r[m]) for m in markets},
+                    "volume": payouts.usdc(r["volume"]),
+                    "total": payouts.usdc(r["total"]),
                 }
                 for r in rows
             ],
@@ -468,10 +469,10 @@ def _close_week(args: argparse.Namespace, settings: config.Settings) -> int:
     for p in outcome.result["pools"]:
         if p["pool"] or p["unallocated"]:
             print(
-                f"pool {p['market']}: {closing.usdc(p['pool'])} USDC,"
-                f" paid {closing.usdc(p['paid'])}, unallocated {closing.usdc(p['unallocated'])}"
+                f"pool {p['market']}: {payouts.usdc(p['pool'])} USDC,"
+                f" paid {payouts.usdc(p['paid'])}, unallocated {payouts.usdc(p['unallocated'])}"
             )
-    print(f"unallocated  {closing.usdc(outcome.result['unallocated'])} USDC")
+    print(f"unallocated  {payouts.usdc(outcome.result['unallocated'])} USDC")
     print(f"digest       {c.digest}")
     print(f"result       sha256 {c.result_sha256}")
     print(f"params_hash  {c.params_hash}")
@@ -484,7 +485,7 @@ def _close_week(args: argparse.Namespace, settings: config.Settings) -> int:
 
 
 def _verify_week(args: argparse.Namespace, settings: config.Settings) -> int:
-    w = week.Week.parse(args.week)
+    w = calendar.Week.parse(args.week)
     db = _open_database(settings)
     try:
         with db.engine.connect() as conn:
@@ -504,19 +505,19 @@ def _verify_week(args: argparse.Namespace, settings: config.Settings) -> int:
 
 def _makers(args: argparse.Namespace, settings: config.Settings) -> int:
     program = config.load_program(settings.program_file)
-    now = week.Week.containing(report.utcnow())
+    now = calendar.Week.containing(report.utcnow())
     db = _open_database(settings)
     try:
         with db.engine.begin() as conn:
             migrations.check(conn)
             if args.makers_command == "add":
                 who = closing.authority(args.authority)
-                start = week.Week.parse(args.from_week) if args.from_week else now
+                start = calendar.Week.parse(args.from_week) if args.from_week else now
                 store_close.add_participant(conn, who, name=args.name or "", from_week=start)
                 print(f"registered {who} from {start}")
             elif args.makers_command == "remove":
                 who = closing.authority(args.authority)
-                start = week.Week.parse(args.from_week) if args.from_week else now
+                start = calendar.Week.parse(args.from_week) if args.from_week else now
                 if not store_close.remove_participant(conn, who, from_week=start):
                     raise InputError(f"{who} is not registered (see `driftsnap makers list`)")
                 print(f"{who} is no participant from {start} on")
@@ -565,7 +566,7 @@ def _makers(args: argparse.Namespace, settings: config.Settings) -> int:
 
 def _forfeit(args: argparse.Namespace, settings: config.Settings) -> int:
     who = closing.authority(args.authority)
-    weeks = [week.Week.parse(args.week)] if args.week else closing.month_weeks(args.month)
+    weeks = [calendar.Week.parse(args.week)] if args.week else calendar.month_weeks(args.month)
     db = _open_database(settings)
     try:
         with db.engine.connect() as conn:
@@ -578,7 +579,7 @@ def _forfeit(args: argparse.Namespace, settings: config.Settings) -> int:
 
 
 def _report(args: argparse.Namespace, settings: config.Settings) -> int:
-    w = week.Week.parse(args.week)
+    w = calendar.Week.parse(args.week)
     who = closing.authority(args.maker) if args.maker is not None else None
     out = weekreport.prepare(args.out)  # before any work: an unwritable --out fails at once
     program = config.load_program(settings.program_file) if args.provisional else None

@@ -21,7 +21,7 @@ Close, in one transaction under the close lock (:func:`driftsnap.store.close.loc
 3. the **terms** (:func:`terms`): the program file's pools, pause and participants for the week,
    plus the makers registered and the forfeits recorded in the database;
 4. the week's score totals (the stored accumulators when complete for the method, else the
-   stored order-level books re-scored) and maker volume go through ``scoring.week.settle``;
+   stored order-level books re-scored) and maker volume go through ``scoring.settlement.settle``;
 5. the seed is revealed (stored), and the result, its digests and its payout rows are stored;
    the migration's triggers then refuse any change to the week.
 
@@ -35,19 +35,16 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 import time
 from dataclasses import dataclass, replace
-from datetime import date, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from solders.pubkey import Pubkey
 
-from driftsnap import config, daemon, ingest, logs, sampling
+from driftsnap import calendar, config, daemon, ingest, logs, sampling
 from driftsnap.errors import DriftsnapError, InputError
-from driftsnap.scoring import digest, methods, scorer
-from driftsnap.scoring import week as week_mod
+from driftsnap.scoring import digest, methods, payouts, scorer, settlement
 from driftsnap.store import close as store_close
 from driftsnap.store import queries, weeks
 
@@ -62,7 +59,6 @@ if TYPE_CHECKING:
 log = logs.get(__name__)
 
 DEFAULT_MIN_COVERAGE = config.DEFAULT_CLOSE_MIN_COVERAGE
-_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 
 
 class CloseError(DriftsnapError):
@@ -76,7 +72,7 @@ class WeekNotEndedError(CloseError):
 class CloseRefusedError(CloseError):
     """Preconditions are not met; ``--force --reason TEXT`` overrides them."""
 
-    def __init__(self, week: week_mod.Week, reasons: list[str]) -> None:
+    def __init__(self, week: calendar.Week, reasons: list[str]) -> None:
         self.reasons = reasons
         lines = "; ".join(reasons)
         super().__init__(
@@ -93,7 +89,7 @@ class NotClosedError(CloseError):
 class Outcome:
     """What a close produced: the stored (or dry-run) close and the result it holds."""
 
-    week: week_mod.Week
+    week: calendar.Week
     close: store_close.Close
     result: dict[str, Any]
     stored: bool  # written by this run
@@ -106,7 +102,9 @@ class Outcome:
 # ---------------------------------------------------------------------------- terms
 
 
-def terms(conn: sa.Connection, program: config.Program, week: week_mod.Week) -> week_mod.WeekTerms:
+def terms(
+    conn: sa.Connection, program: config.Program, week: calendar.Week
+) -> settlement.WeekTerms:
     """The program's terms of ``week`` with the database's registrations and forfeits added."""
     base = program.terms(week)
     registered = base.participants.registered
@@ -118,18 +116,18 @@ def terms(conn: sa.Connection, program: config.Program, week: week_mod.Week) -> 
         f.authority for f in store_close.forfeits(conn, week)
     }
     return replace(
-        base, participants=week_mod.Participants(registered=registered, forfeited=forfeited)
+        base, participants=settlement.Participants(registered=registered, forfeited=forfeited)
     )
 
 
-def _terms_from(doc: dict[str, Any], week: week_mod.Week) -> week_mod.WeekTerms:
+def _terms_from(doc: dict[str, Any], week: calendar.Week) -> settlement.WeekTerms:
     """The terms a stored result was computed with (verify uses them, not today's program)."""
     t = doc["terms"]
-    return week_mod.WeekTerms(
+    return settlement.WeekTerms(
         week=week,
         score_pools=t["score_pools"],
         volume_pool=t["volume_pool"],
-        participants=week_mod.Participants(
+        participants=settlement.Participants(
             registered=None if t["registered"] is None else frozenset(t["registered"]),
             forfeited=frozenset(t["forfeited"]),
         ),
@@ -142,7 +140,7 @@ def _terms_from(doc: dict[str, Any], week: week_mod.Week) -> week_mod.WeekTerms:
 
 
 def _seed(
-    conn: sa.Connection, week: week_mod.Week, seeds_dir: Path
+    conn: sa.Connection, week: calendar.Week, seeds_dir: Path
 ) -> tuple[weeks.WeekRecord | None, bytes | None, list[str]]:
     """The week's commitment, its seed if it can be revealed, and what is wrong."""
     record = weeks.record(conn, week)
@@ -175,8 +173,8 @@ def _seed(
 
 def _coverage(
     conn: sa.Connection,
-    week: week_mod.Week,
-    t: week_mod.WeekTerms,
+    week: calendar.Week,
+    t: settlement.WeekTerms,
     record: weeks.WeekRecord | None,
     min_coverage: float,
 ) -> list[str]:
@@ -202,8 +200,8 @@ def _coverage(
 
 def refusals(
     conn: sa.Connection,
-    week: week_mod.Week,
-    t: week_mod.WeekTerms,
+    week: calendar.Week,
+    t: settlement.WeekTerms,
     *,
     min_coverage: float,
     seeds_dir: Path,
@@ -226,14 +224,14 @@ def refusals(
 
 
 def _accumulator(
-    totals: dict[str, store_close.MarketTotals], aggregation: week_mod.Aggregation
-) -> week_mod.WeekAccumulator:
-    acc = week_mod.WeekAccumulator(aggregation)
+    totals: dict[str, store_close.MarketTotals], aggregation: settlement.Aggregation
+) -> settlement.WeekAccumulator:
+    acc = settlement.WeekAccumulator(aggregation)
     for name, m in totals.items():
-        acc.markets[name] = week_mod.MarketAccumulator(
+        acc.markets[name] = settlement.MarketAccumulator(
             market=name,
             snapshots=m.snapshots,
-            totals={k: week_mod.ExactSum([v]) for k, v in m.totals.items()},
+            totals={k: settlement.ExactSum([v]) for k, v in m.totals.items()},
             authority_of=dict(m.authority_of),
         )
     return acc
@@ -241,14 +239,14 @@ def _accumulator(
 
 @dataclass(frozen=True, slots=True)
 class _Inputs:
-    scores: week_mod.WeekAccumulator
+    scores: settlement.WeekAccumulator
     leaves: list[digest.BookLeaf]
     fills: list[digest.FillFact]
     source: str
 
 
-def _from_books(conn: sa.Connection, week: week_mod.Week, method: methods.Method) -> _Inputs:
-    acc = week_mod.WeekAccumulator(method.aggregation)
+def _from_books(conn: sa.Connection, week: calendar.Week, method: methods.Method) -> _Inputs:
+    acc = settlement.WeekAccumulator(method.aggregation)
     leaves = []
     for stored in store_close.week_books(conn, week):
         acc.add(scorer.score(stored.book, method))
@@ -256,7 +254,7 @@ def _from_books(conn: sa.Connection, week: week_mod.Week, method: methods.Method
     return _Inputs(acc, leaves, store_close.fill_facts(conn, week), "books")
 
 
-def _inputs(conn: sa.Connection, week: week_mod.Week, method: methods.Method) -> _Inputs:
+def _inputs(conn: sa.Connection, week: calendar.Week, method: methods.Method) -> _Inputs:
     """Score totals from the stored accumulators when they hold every ok snapshot under
     ``method`` (the daemon's methods), else from the order-level books."""
     totals = store_close.week_totals(conn, week, method.params_hash, maker_key=method.maker_key)
@@ -273,9 +271,9 @@ def _inputs(conn: sa.Connection, week: week_mod.Week, method: methods.Method) ->
 
 
 def _build(
-    week: week_mod.Week,
+    week: calendar.Week,
     method: methods.Method,
-    t: week_mod.WeekTerms,
+    t: settlement.WeekTerms,
     inputs: _Inputs,
     volume: dict[str, int],
     *,
@@ -286,7 +284,7 @@ def _build(
     reason: str,
     overridden: Iterable[str],
 ) -> tuple[store_close.Close, dict[str, Any], list[store_close.PayoutRow]]:
-    result = week_mod.settle(
+    result = settlement.settle(
         t, inputs.scores, volume, method=method.name, params_hash=method.params_hash
     )
     doc = digest.result_document(result, t)
@@ -339,7 +337,7 @@ def close_week(
     *,
     now: datetime,
     seeds_dir: Path,
-    week: week_mod.Week | None = None,
+    week: calendar.Week | None = None,
     method: str | None = None,
     default_method: str | None = None,
     dry_run: bool = False,
@@ -354,13 +352,13 @@ def close_week(
     when they hold every snapshot.
     """
     started = time.perf_counter()
-    w = week or week_mod.Week.last_completed(now)
+    w = week or calendar.Week.last_completed(now)
     if force and not reason.strip():
         raise CloseError("--force needs --reason TEXT: the reason is stored with the result")
     if w.end > now:
         raise WeekNotEndedError(
             f"week {w} has not ended: it closes after {w.end.isoformat()} (Monday 00:00 UTC); "
-            f"close the last completed week ({week_mod.Week.last_completed(now)}) instead"
+            f"close the last completed week ({calendar.Week.last_completed(now)}) instead"
         )
     chosen = methods.get(method or default_method or program.method)
     with engine.begin() as conn:
@@ -414,7 +412,7 @@ def _ms(started: float) -> float:
 
 @dataclass(frozen=True, slots=True)
 class Verification:
-    week: week_mod.Week
+    week: calendar.Week
     digest: str
     difference: str | None  # the first one found; None: everything matches
     books: int
@@ -425,7 +423,7 @@ class Verification:
         return self.difference is None
 
 
-def verify_week(engine: sa.Engine, week: week_mod.Week) -> Verification:
+def verify_week(engine: sa.Engine, week: calendar.Week) -> Verification:
     """Recompute a closed week from its stored books and fills and compare every digest."""
     with engine.connect() as conn:
         done = store_close.stored(conn, week)
@@ -487,16 +485,11 @@ def _row_key(r: store_close.PayoutRow) -> tuple[str, str]:
 # ---------------------------------------------------------------------------- payout files
 
 
-def usdc(micro: int) -> str:
-    """Micro-USDC as a USDC string with 6 decimals (exact)."""
-    return f"{Decimal(micro) / 1_000_000:.6f}"
-
-
 def payout_table(result: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
     """One row per paid authority: score reward per market, volume reward, total (micro-USDC)."""
     # Markets without a pool that week (SUI-PERP, ARB-PERP at 0 in 2023) would be empty columns.
     markets = [
-        p["market"] for p in result["pools"] if p["market"] != week_mod.VOLUME and p["pool"] > 0
+        p["market"] for p in result["pools"] if p["market"] != settlement.VOLUME and p["pool"] > 0
     ]
     by_authority: dict[str, dict[str, int]] = {}
     for p in result["pools"]:
@@ -509,7 +502,7 @@ def payout_table(result: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]
         row: dict[str, Any] = {"authority": authority}
         for market in markets:
             row[market] = cells.get(market, 0)
-        row["volume"] = cells.get(week_mod.VOLUME, 0)
+        row["volume"] = cells.get(settlement.VOLUME, 0)
         row["total"] = sum(cells.values())
         rows.append(row)
     return markets, rows
@@ -531,9 +524,14 @@ def write_payout_files(outcome: Outcome, directory: Path) -> list[Path]:
             writer.writerow(columns)
             for r in rows:
                 writer.writerow(
-                    [r["authority"], *(usdc(r[m]) for m in markets), usdc(r["volume"]),
-                     usdc(r["total"]), r["total"]]
-                )  # fmt: skip
+                    [
+                        r["authority"],
+                        *(payouts.usdc(r[m]) for m in markets),
+                        payouts.usdc(r["volume"]),
+                        payouts.usdc(r["total"]),
+                        r["total"],
+                    ]
+                )
         json_path = directory / f"payouts-{outcome.week}.json"
         json_path.write_text(json.dumps(payout_json(outcome, markets, rows), indent=2) + "\n")
     except OSError as exc:
@@ -561,7 +559,7 @@ def payout_json(outcome: Outcome, markets: list[str], rows: list[dict[str, Any]]
         "seed_sha256": c.seed_sha256,
         "program_digest": c.program_digest,
         "unallocated_micro_usdc": outcome.result["unallocated"],
-        "unallocated_usdc": usdc(outcome.result["unallocated"]),
+        "unallocated_usdc": payouts.usdc(outcome.result["unallocated"]),
         "pools": [
             {
                 "pool": p["market"],
@@ -576,11 +574,11 @@ def payout_json(outcome: Outcome, markets: list[str], rows: list[dict[str, Any]]
             {
                 "authority": r["authority"],
                 "score_micro_usdc": {m: r[m] for m in markets},
-                "score_usdc": {m: usdc(r[m]) for m in markets},
+                "score_usdc": {m: payouts.usdc(r[m]) for m in markets},
                 "volume_micro_usdc": r["volume"],
-                "volume_usdc": usdc(r["volume"]),
+                "volume_usdc": payouts.usdc(r["volume"]),
                 "total_micro_usdc": r["total"],
-                "total_usdc": usdc(r["total"]),
+                "total_usdc": payouts.usdc(r["total"]),
             }
             for r in rows
         ],
@@ -602,23 +600,9 @@ def authority(text: str) -> str:
     return text.strip()
 
 
-def month_weeks(text: str) -> list[week_mod.Week]:
-    """The program weeks of a month ``YYYY-MM``: those whose Monday falls in it."""
-    match = _MONTH.match(text.strip())
-    if not match or not 1 <= int(match[2]) <= 12:
-        raise InputError(f"month must look like 2026-11, got {text!r}")
-    first = date(int(match[1]), int(match[2]), 1)
-    monday = first + timedelta(days=(7 - first.weekday()) % 7)
-    out = []
-    while monday.month == first.month:
-        out.append(week_mod.Week.containing(monday))
-        monday += timedelta(days=7)
-    return out
-
-
 def forfeit(
-    engine: sa.Engine, who: str, weeks_: list[week_mod.Week], *, reason: str
-) -> list[week_mod.Week]:
+    engine: sa.Engine, who: str, weeks_: list[calendar.Week], *, reason: str
+) -> list[calendar.Week]:
     """Record ``who``'s forfeit of ``weeks_``; refuses if any of them is already closed."""
     if not reason.strip():
         raise InputError("--reason TEXT is required: it is kept with the forfeit")

@@ -33,12 +33,11 @@ from pydantic import (
     model_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from solders.pubkey import Pubkey
 
-from driftsnap import errors
-from driftsnap.errors import ConfigError, ScoringError
+from driftsnap import calendar, errors, protocol
+from driftsnap.errors import ConfigError, InputError
 from driftsnap.scoring import methods as methods_mod
-from driftsnap.scoring import payouts, week
+from driftsnap.scoring import payouts, settlement
 
 PROGRAM_FORMAT = 1
 SHIPPED_PROGRAM = "drift-maker-incentive.toml"
@@ -186,31 +185,23 @@ def _usdc(value: Any) -> int:
 MicroUsdc = Annotated[int, BeforeValidator(_usdc)]
 
 
-def _week(value: Any) -> week.Week:
-    if isinstance(value, week.Week):
+def _week(value: Any) -> calendar.Week:
+    if isinstance(value, calendar.Week):
         return value
     if not isinstance(value, str):
         raise ValueError(f"must be a week like '2026-W47' (got {value!r})")
     try:
-        return week.Week.parse(value)
-    except ScoringError as exc:
+        return calendar.Week.parse(value)
+    except InputError as exc:
         raise ValueError(str(exc)) from None
 
 
-WeekField = Annotated[week.Week, BeforeValidator(_week)]
+WeekField = Annotated[calendar.Week, BeforeValidator(_week)]
 
 
 def _monday(value: date) -> date:
     if value.weekday() != 0:
         raise ValueError(f"{value} is not a Monday (program weeks start Monday 00:00 UTC)")
-    return value
-
-
-def _authority(value: str) -> str:
-    try:
-        Pubkey.from_string(value)
-    except ValueError:
-        raise ValueError(f"not a base58 public key: {value!r}") from None
     return value
 
 
@@ -243,9 +234,9 @@ class Participant(_Entry):
     from_week: WeekField | None = None
     until_week: WeekField | None = None
 
-    _authority = field_validator("authority")(_authority)
+    _authority = field_validator("authority")(protocol.pubkey)
 
-    def active(self, w: week.Week) -> bool:
+    def active(self, w: calendar.Week) -> bool:
         return (self.from_week is None or self.from_week <= w) and (
             self.until_week is None or w <= self.until_week
         )
@@ -256,7 +247,7 @@ class Forfeit(_Entry):
     weeks: tuple[WeekField, ...] = Field(min_length=1)
     reason: str = Field(min_length=1)
 
-    _authority = field_validator("authority")(_authority)
+    _authority = field_validator("authority")(protocol.pubkey)
 
 
 class Program(_Entry):
@@ -311,7 +302,7 @@ class Program(_Entry):
         """Markets the program has ever named, in file order."""
         return list(dict.fromkeys(p.market for p in self.score_pool))
 
-    def score_pools(self, w: week.Week) -> dict[str, int]:
+    def score_pools(self, w: calendar.Week) -> dict[str, int]:
         """Score pool (micro-USDC) of each market in force for week ``w``."""
         pools: dict[str, int] = {}
         for market in self.markets():
@@ -322,18 +313,18 @@ class Program(_Entry):
                 pools[market] = max(entries, key=lambda p: p.effective_from).usdc
         return pools
 
-    def volume_pool_for(self, w: week.Week) -> int:
+    def volume_pool_for(self, w: calendar.Week) -> int:
         entries = [p for p in self.volume_pool if p.effective_from <= w.monday]
         return max(entries, key=lambda p: p.effective_from).usdc if entries else 0
 
-    def terms(self, w: week.Week) -> week.WeekTerms:
+    def terms(self, w: calendar.Week) -> settlement.WeekTerms:
         """Everything the program says about week ``w``."""
         if w.monday < self.starts:
-            return week.WeekTerms(
+            return settlement.WeekTerms(
                 week=w,
                 score_pools={},
                 volume_pool=0,
-                participants=week.Participants(registered=frozenset()),
+                participants=settlement.Participants(registered=frozenset()),
                 paused=True,
                 pause_reason=f"before the program started ({self.starts})",
             )
@@ -344,11 +335,11 @@ class Program(_Entry):
             else None
         )
         forfeited = frozenset(f.authority for f in self.forfeit if w in f.weeks)
-        return week.WeekTerms(
+        return settlement.WeekTerms(
             week=w,
             score_pools=self.score_pools(w),
             volume_pool=self.volume_pool_for(w),
-            participants=week.Participants(registered=registered, forfeited=forfeited),
+            participants=settlement.Participants(registered=registered, forfeited=forfeited),
             paused=pause is not None,
             pause_reason=pause.reason if pause else "",
         )

@@ -47,12 +47,12 @@ import sqlalchemy as sa
 from aiohttp import web
 from sqlalchemy import exc as sa_exc
 
-from driftsnap import config, ingest, logs, metrics, sampling
+from driftsnap import calendar, config, ingest, logs, metrics, sampling
 from driftsnap.chain import fills as chain_fills
 from driftsnap.chain import rpc, snapshot
 from driftsnap.chain.errors import ChainError
 from driftsnap.errors import ConfigError, DriftsnapError
-from driftsnap.scoring import scorer, week
+from driftsnap.scoring import scorer
 from driftsnap.store import close as store_close
 from driftsnap.store import database, locks, migrations, schema, snapshots, weeks
 from driftsnap.store import fills as store_fills
@@ -125,7 +125,7 @@ def markets(settings: config.Settings, program: config.Program, now: datetime) -
     """Configured markets (names, or indexes given as digits); default: those paying a pool now."""
     if settings.markets:
         return [int(m) if m.isdigit() else m for m in settings.markets]
-    pools = program.score_pools(week.Week.containing(now))
+    pools = program.score_pools(calendar.Week.containing(now))
     return [market for market, pool in pools.items() if pool > 0]
 
 
@@ -348,11 +348,11 @@ def seeds_directory(settings: config.Settings) -> Path:
     return (settings.data_dir or database.default_data_dir()).expanduser() / "seeds"
 
 
-def seed_path(directory: Path, w: week.Week, commitment: str) -> Path:
+def seed_path(directory: Path, w: calendar.Week, commitment: str) -> Path:
     return directory / f"{w}-{commitment[:16]}.seed"
 
 
-def read_seed(directory: Path, w: week.Week, commitment: str) -> bytes | None:
+def read_seed(directory: Path, w: calendar.Week, commitment: str) -> bytes | None:
     """The secret seed of ``w`` committed as ``commitment``, if this machine holds it."""
     path = seed_path(directory, w, commitment)
     try:
@@ -366,7 +366,7 @@ def read_seed(directory: Path, w: week.Week, commitment: str) -> bytes | None:
     return seed
 
 
-def _save_seed(directory: Path, w: week.Week, seed: bytes) -> None:
+def _save_seed(directory: Path, w: calendar.Week, seed: bytes) -> None:
     # The seed stays secret until the week close (then weeks.reveal_seed stores it): it must not
     # be in the database, whose views and tables makers may read, but it must survive restarts.
     # So it is a 0600 file under the data directory, named by its commitment; written (and
@@ -460,12 +460,12 @@ class _Daemon:
     methods: tuple[methods_mod.Method, ...] = ()
     wanted: list[str | int] = field(default_factory=list)
     last_slot: int | None = None
-    last: tuple[week.Week, int] | None = None  # the last interval handled
+    last: tuple[calendar.Week, int] | None = None  # the last interval handled
     backlog: list[snapshots.Tick] = field(default_factory=list)  # missed ticks owed
     failures: int = 0
     last_failure: str = ""
-    schedules: dict[week.Week, sampling.Schedule] = field(default_factory=dict)
-    finalized_weeks: set[week.Week] = field(default_factory=set)
+    schedules: dict[calendar.Week, sampling.Schedule] = field(default_factory=dict)
+    finalized_weeks: set[calendar.Week] = field(default_factory=set)
     # Whether this daemon is the writer. Its lock session may die with the database (then each
     # write tries to take the lock again); only losing the lock to another daemon ends it.
     writer: bool = False
@@ -757,12 +757,12 @@ class _Daemon:
     # ------------------------------------------------------------ the database
 
     async def _schedule(self, now: datetime) -> sampling.Schedule:
-        w = week.Week.containing(now)
+        w = calendar.Week.containing(now)
         if w not in self.schedules:
             self.schedules[w] = await asyncio.to_thread(self._open_week, w)
         return self.schedules[w]
 
-    def _open_week(self, w: week.Week) -> sampling.Schedule:
+    def _open_week(self, w: calendar.Week) -> sampling.Schedule:
         """The week's schedule; its seed drawn and committed if this is the week's first tick."""
         cadence = self.settings.cadence
         directory = seeds_directory(self.settings)
@@ -791,7 +791,7 @@ class _Daemon:
             self._reveal_previous(conn, w, directory)
         return sampling.Schedule(w, cadence, seed)
 
-    def _reveal_previous(self, conn: sa.Connection, w: week.Week, directory: Path) -> None:
+    def _reveal_previous(self, conn: sa.Connection, w: calendar.Week, directory: Path) -> None:
         """Reveal the seed of the week before ``w``: all its instants are past, so nothing is
         left to predict, and a close-week running elsewhere (a CronJob) finds it stored."""
         prev = w.previous()
@@ -846,7 +846,7 @@ class _Daemon:
     async def _finalize_ended(self, client: rpc.Client) -> None:
         """Run the finalized pass for the week before the clock's, once it has ended and until
         its fills are final: the week close refuses a week whose fills are not (ingest)."""
-        ended = week.Week.containing(self.clock.now()).previous()
+        ended = calendar.Week.containing(self.clock.now()).previous()
         if ended in self.finalized_weeks:
             return
         try:
@@ -860,7 +860,7 @@ class _Daemon:
             self.finalized_weeks.add(ended)
             log.info("fills_week_finalized", week=str(ended), fills=report.finality.fills)
 
-    def _closable(self, w: week.Week) -> bool:
+    def _closable(self, w: calendar.Week) -> bool:
         """Whether ``w`` may still close: sampled by this database (it has a seed commitment)
         and not closed yet (a closed week's fills are immutable)."""
         with self.db.engine.connect() as conn:
@@ -891,7 +891,7 @@ class _Daemon:
             # stored tick, so an owed tick written first would hide the intervals passed over
             # before it (a stall, a chain that jumped) and they would never get a header.
             for owed in sorted(self.backlog, key=lambda t: t.at):
-                owed_schedule = self.schedules.get(week.Week.containing(owed.at))
+                owed_schedule = self.schedules.get(calendar.Week.containing(owed.at))
                 if owed_schedule is not None:
                     missed += self._fill_gap(conn, owed_schedule, owed.interval)
                 if not self._interval_taken(conn, owed):
@@ -906,7 +906,7 @@ class _Daemon:
 
     def _interval_taken(self, conn: sa.Connection, tick: snapshots.Tick) -> bool:
         """Whether ``tick``'s interval already has a tick (e.g. one of `run --once`)."""
-        start = week.Week.containing(tick.at).start + tick.interval * self.settings.cadence
+        start = calendar.Week.containing(tick.at).start + tick.interval * self.settings.cadence
         t = schema.ticks
         found = conn.execute(
             sa.select(t.c.tick_at)
@@ -933,7 +933,7 @@ class _Daemon:
         written += self._fill(conn, schedule, range(first, upto))
         return written
 
-    def _fill_previous(self, conn: sa.Connection, w: week.Week) -> int:
+    def _fill_previous(self, conn: sa.Connection, w: calendar.Week) -> int:
         """The intervals after the last tick of the week before ``w``, as missed."""
         prev = w.previous()
         last = _last_interval(conn, prev)
@@ -945,7 +945,7 @@ class _Daemon:
             return 0
         return self._fill(conn, schedule, range(last + 1, schedule.intervals))
 
-    def _past_schedule(self, conn: sa.Connection, w: week.Week) -> sampling.Schedule | None:
+    def _past_schedule(self, conn: sa.Connection, w: calendar.Week) -> sampling.Schedule | None:
         record = weeks.record(conn, w)
         if record is None:
             return None
@@ -1110,7 +1110,7 @@ async def _shielded(fn: Callable[..., _T], *args: Any, name: str) -> _T:
         raise
 
 
-def _last_interval(conn: sa.Connection, w: week.Week) -> int | None:
+def _last_interval(conn: sa.Connection, w: calendar.Week) -> int | None:
     """The interval of the latest tick stored in week ``w``, if any."""
     t = schema.ticks
     last: int | None = conn.execute(
@@ -1122,7 +1122,7 @@ def _last_interval(conn: sa.Connection, w: week.Week) -> int | None:
     return last
 
 
-def _sampled_before(conn: sa.Connection, w: week.Week) -> bool:
+def _sampled_before(conn: sa.Connection, w: calendar.Week) -> bool:
     """Whether any tick before week ``w`` is stored (so ``w`` is not the database's first)."""
     t = schema.ticks
     return (

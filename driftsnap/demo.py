@@ -26,8 +26,8 @@ from rich.live import Live
 from rich.table import Table
 from sqlalchemy.pool import NullPool
 
-from driftsnap import config, daemon, logs
-from driftsnap.scoring import payouts, week
+from driftsnap import calendar, config, daemon, logs
+from driftsnap.scoring import payouts
 from driftsnap.simnet import scenarios, server
 from driftsnap.store import database, migrations, queries
 
@@ -70,7 +70,7 @@ def _fresh_database(directory: Path) -> database.EmbeddedServer:
 def _scores_table(
     engine: sa.Engine, program: config.Program, report: daemon.TickReport, n: int
 ) -> Table | Group:
-    w = week.Week.containing(report.at)
+    w = calendar.Week.containing(report.at)
     with engine.connect() as conn:
         rows = queries.live_scores(conn, pools=program.score_pools(w), method=program.method)
         coverage = {c.market: c for c in queries.live_coverage(conn)}

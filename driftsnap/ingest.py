@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
 
-from driftsnap import logs
-from driftsnap.chain import accounts, snapshot
+from driftsnap import logs, protocol
 from driftsnap.chain import fills as chain_fills
+from driftsnap.chain import snapshot
 from driftsnap.store import fills as store_fills
 
 if TYPE_CHECKING:
@@ -40,8 +40,8 @@ if TYPE_CHECKING:
 
     import sqlalchemy as sa
 
+    from driftsnap.calendar import Week
     from driftsnap.chain import rpc
-    from driftsnap.scoring.week import Week
 
 log = logs.get(__name__)
 
@@ -76,7 +76,7 @@ class PollSettings:
     the next); ``backfill_slots`` bounds how far back the very first poll of a database looks
     (``None``: all the history the node keeps)."""
 
-    program: str = accounts.DRIFT_PROGRAM_ID
+    program: str = protocol.DRIFT_PROGRAM_ID
     commitment: chain_fills.Commitment = "confirmed"
     batch_size: int = 200
     concurrency: int = 16
@@ -326,7 +326,7 @@ async def finalize(
     engine: sa.Engine,
     week: Week,
     *,
-    program: str = accounts.DRIFT_PROGRAM_ID,
+    program: str = protocol.DRIFT_PROGRAM_ID,
     chunk: int = 1000,
 ) -> FinalizeReport:
     """Re-check fills at ``finalized`` and record whether ``week`` is final (``fill_weeks``).
@@ -436,7 +436,7 @@ async def check(
     engine: sa.Engine,
     week: Week | None = None,
     *,
-    program: str = accounts.DRIFT_PROGRAM_ID,
+    program: str = protocol.DRIFT_PROGRAM_ID,
 ) -> list[store_fills.MarketCheck]:
     """``driftsnap fills check [--week W]``: fill record id gaps per market and week.
 
@@ -470,7 +470,7 @@ async def check(
 
 
 def check_stored(
-    conn: sa.Connection, week: Week, *, program: str = accounts.DRIFT_PROGRAM_ID
+    conn: sa.Connection, week: Week, *, program: str = protocol.DRIFT_PROGRAM_ID
 ) -> list[store_fills.MarketCheck]:
     """:func:`check` without the chain: gaps among the stored fills only (no tail check)."""
     return store_fills.check(conn, week, program=program)
@@ -481,7 +481,7 @@ def close_blockers(
     week: Week,
     checks: Sequence[store_fills.MarketCheck] | None = None,
     *,
-    program: str = accounts.DRIFT_PROGRAM_ID,
+    program: str = protocol.DRIFT_PROGRAM_ID,
 ) -> list[str]:
     """Why ``week``'s volume cannot be closed yet (empty: it can). A week with gaps or not yet
     finalized closes only with ``--force`` and a recorded reason, which the caller handles.

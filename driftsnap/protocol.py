@@ -1,13 +1,35 @@
-"""Drift v2 protocol enums, numbered as the program's IDL numbers them (borsh variant indices).
+"""Drift v2 protocol constants: the program id, the precisions, the enums, and what a pubkey is.
 
-Shared by the reader (``chain``), which decodes them, and the simulator (``simnet``), which
-encodes them; neither may import the other, so the one definition lives here. A test in
-tests/test_chain_users.py holds them to the IDL's variant names and order.
+Shared by the reader (``chain``), which decodes accounts, the simulator (``simnet``), which
+encodes them, and the scoring rules, which read their integers; none of them may import another
+for these, so the one definition lives here. The enums are numbered as the program's IDL numbers
+them (borsh variant indices); a test in tests/test_chain_users.py holds them to the IDL's
+variant names and order.
 """
 
 from __future__ import annotations
 
 import enum
+from typing import Final
+
+from solders.pubkey import Pubkey
+
+DRIFT_PROGRAM_ID: Final = "dRiftyHA39MWEi3m9aunc5MzRF1JYuBsbn6VPcn33UH"
+
+# Integers as the program keeps them: prices in 1e6 (one dollar), base amounts in 1e9 (one base
+# unit: 1 SOL of SOL-PERP), quote amounts (USDC) in 1e6.
+PRICE_PRECISION: Final = 1_000_000
+BASE_PRECISION: Final = 1_000_000_000
+QUOTE_PRECISION: Final = 1_000_000
+
+
+def pubkey(text: str) -> str:
+    """``text`` if it is a base58 Solana public key; ``ValueError`` naming it if not."""
+    try:
+        Pubkey.from_string(text)
+    except ValueError:
+        raise ValueError(f"not a base58 public key: {text!r}") from None
+    return text
 
 
 class OrderStatus(enum.IntEnum):

@@ -10,13 +10,15 @@ import sys
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
-from driftsnap.scoring import book as book_mod
-from driftsnap.scoring import result
+from driftsnap import protocol
+
+if TYPE_CHECKING:
+    from driftsnap.scoring import result
 
 # Off a terminal rich would assume 80 columns and cut public keys; tables are wide by nature.
 _console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
@@ -26,17 +28,12 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def usdc(micro: int) -> str:
-    """``1500000000`` micro-USDC → ``"1500.000000"`` (exact, never a float)."""
-    return f"{Decimal(micro) / 1_000_000:.6f}"
-
-
 def base_units(size: int) -> str:
-    return f"{Decimal(size) / book_mod.BASE_PRECISION:f}"
+    return f"{Decimal(size) / protocol.BASE_PRECISION:f}"
 
 
 def price(value: int | None) -> str:
-    return "-" if value is None else f"{Decimal(value) / book_mod.PRICE_PRECISION:f}"
+    return "-" if value is None else f"{Decimal(value) / protocol.PRICE_PRECISION:f}"
 
 
 def snapshot_json(s: result.SnapshotScore) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from driftsnap.errors import DriftsnapError
 
 if TYPE_CHECKING:
-    from driftsnap.scoring import week as week_mod
+    from driftsnap import calendar
 
 SEED_BYTES = 32
 _DOMAIN = b"driftsnap/sample/v1"
@@ -48,7 +48,7 @@ def commitment(seed: bytes) -> str:
 class Schedule:
     """The sample instants of one week at one cadence, derived from the week's seed."""
 
-    week: week_mod.Week
+    week: calendar.Week
     cadence: timedelta
     seed: bytes
 
@@ -96,7 +96,7 @@ class Schedule:
 
 
 def verify(
-    week: week_mod.Week,
+    week: calendar.Week,
     cadence: timedelta,
     seed: bytes,
     committed: str,

@@ -7,13 +7,14 @@ from typing import TYPE_CHECKING
 
 from solders.pubkey import Pubkey
 
+from driftsnap import protocol
 from driftsnap.scoring import book as book_mod
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-PRICE = book_mod.PRICE_PRECISION
-BASE = book_mod.BASE_PRECISION
+PRICE = protocol.PRICE_PRECISION
+BASE = protocol.BASE_PRECISION
 
 
 def key(name: str) -> str:

@@ -12,6 +12,7 @@ import zstandard
 from anchorpy.coder.coder import Coder
 from anchorpy_core.idl import Idl
 
+from driftsnap import protocol
 from driftsnap.chain import accounts, errors, idl
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared/fixtures/mainnet/accounts.json"
@@ -53,7 +54,7 @@ def test_check_names_the_first_failed_rule() -> None:
     user = accounts.DISCRIMINATORS[accounts.Kind.USER] + bytes(
         accounts.SIZES[accounts.Kind.USER] - 8
     )
-    drift = accounts.DRIFT_PROGRAM_ID
+    drift = protocol.DRIFT_PROGRAM_ID
     assert accounts.check(drift, user, accounts.Kind.USER) is None
     assert accounts.check("11111111111111111111111111111111", user, accounts.Kind.USER) == "owner"
     assert accounts.check(drift, user, accounts.Kind.PERP_MARKET) == "discriminator"
@@ -63,7 +64,7 @@ def test_check_names_the_first_failed_rule() -> None:
 
 def test_require_raises_an_account_error_carrying_the_reason() -> None:
     """``require`` turns a failed check into AccountError naming the account and the reason."""
-    bad = accounts.RawAccount("Abc", accounts.DRIFT_PROGRAM_ID, bytes(10))
+    bad = accounts.RawAccount("Abc", protocol.DRIFT_PROGRAM_ID, bytes(10))
     with pytest.raises(
         errors.AccountError, match=r"Abc is not a Drift User \(discriminator"
     ) as info:

@@ -69,7 +69,7 @@ def limit(price: int, *, long: bool, order_id: int, offset: int = 0, **more: int
 def raw(pubkey_seed: str, authority_seed: str, orders: list[dict[str, int]]) -> accounts.RawAccount:
     return accounts.RawAccount(
         pubkey=str(Pubkey(hashlib.sha256(pubkey_seed.encode()).digest())),
-        owner=accounts.DRIFT_PROGRAM_ID,
+        owner=protocol.DRIFT_PROGRAM_ID,
         data=user_bytes(hashlib.sha256(authority_seed.encode()).digest(), orders),
     )
 

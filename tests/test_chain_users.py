@@ -219,7 +219,7 @@ def test_random_users_encoded_by_anchorpy_decode_as_driftpy_does(
     """Any field values anchorpy can encode (full integer ranges, every enum) decode identically."""
     data = encode_user(authority, sub_account_id, orders)
     decoded = users.decode(
-        [accounts.RawAccount("u", accounts.DRIFT_PROGRAM_ID, data)], accounts.Skipped()
+        [accounts.RawAccount("u", protocol.DRIFT_PROGRAM_ID, data)], accounts.Skipped()
     )
     assert_same_as_driftpy(decoded, 0, data)
     for slot, values in orders.items():
@@ -247,7 +247,7 @@ def test_bad_accounts_are_skipped_and_counted_by_reason() -> None:
     raw = [
         *good,
         dataclasses.replace(good[0], pubkey="x1", owner=str(Pubkey.default())),
-        accounts.RawAccount("x2", accounts.DRIFT_PROGRAM_ID, stats),
+        accounts.RawAccount("x2", protocol.DRIFT_PROGRAM_ID, stats),
         dataclasses.replace(good[0], pubkey="x3", data=good[0].data + b"\x00"),
         good[2],
         dataclasses.replace(good[1], pubkey="x4", data=bytes(bad_enum)),

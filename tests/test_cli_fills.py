@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from driftsnap import ingest
-from driftsnap.scoring import week as week_mod
+from driftsnap import calendar, ingest
 from tests.fills_helpers import simnet
 
 if TYPE_CHECKING:
@@ -96,11 +95,11 @@ async def test_self_matches_lists_the_weeks_self_matched_fills(
             if f.maker_authority == f.taker_authority
         ]
     assert self_matched, "the scenario should produce self-matches"
-    w = week_mod.Week.containing(datetime.fromtimestamp(self_matched[0].ts, UTC))
+    w = calendar.Week.containing(datetime.fromtimestamp(self_matched[0].ts, UTC))
     expected = {
         (f.signature, f.fill_record_id)
         for f in self_matched
-        if week_mod.Week.containing(datetime.fromtimestamp(f.ts, UTC)) == w
+        if calendar.Week.containing(datetime.fromtimestamp(f.ts, UTC)) == w
     }
     code, out, err = await run(
         "fills", "self-matches", "--week", str(w), "--format", "json", url=pg_url

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from driftsnap import calendar
 from driftsnap.scoring import payouts
-from driftsnap.scoring import week as week_mod
 from driftsnap.store import database, migrations, snapshots
 from tests import pg
 
 SCRIPT = Path(sys.executable).parent / "driftsnap"
-WEEK = week_mod.Week.containing(pg.MONDAY)
+WEEK = calendar.Week.containing(pg.MONDAY)
 
 
 def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

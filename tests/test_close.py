@@ -13,11 +13,9 @@ from typing import TYPE_CHECKING
 import pytest
 import sqlalchemy as sa
 
-from driftsnap import closing, config, daemon, sampling
-from driftsnap.chain import accounts
+from driftsnap import calendar, closing, config, daemon, protocol, sampling
 from driftsnap.scoring import book as book_mod
-from driftsnap.scoring import methods, scorer
-from driftsnap.scoring import week as week_mod
+from driftsnap.scoring import methods, payouts, scorer, settlement
 from driftsnap.store import close as store_close
 from driftsnap.store import fills as store_fills
 from driftsnap.store import snapshots, weeks
@@ -27,7 +25,7 @@ from tests import books, pg
 if TYPE_CHECKING:
     from pathlib import Path
 
-WEEK = week_mod.Week.containing(pg.MONDAY)  # 2026-W47
+WEEK = calendar.Week.containing(pg.MONDAY)  # 2026-W47
 CADENCE = timedelta(hours=12)  # 14 ticks: a whole week's schedule, written in a second
 TICKS = 14
 AFTER = WEEK.end + timedelta(minutes=30)  # when the CronJob runs
@@ -45,7 +43,7 @@ class Built:
     fills: tuple[store_fills.Fill, ...]
 
 
-def _fills(makers: list[str], week: week_mod.Week) -> list[store_fills.Fill]:
+def _fills(makers: list[str], week: calendar.Week) -> list[store_fills.Fill]:
     """Fills of three maker authorities over the week, one of them also self-matched."""
     out = []
     for i in range(12):
@@ -73,7 +71,7 @@ def build_week(
     missed: frozenset[int] = frozenset(),
     finalized: bool = True,
     save_seed: bool = True,
-    week: week_mod.Week = WEEK,
+    week: calendar.Week = WEEK,
 ) -> Built:
     """A whole week at a 12 h cadence: ticks at the seed's schedule, fills, finality."""
     seeds_dir = tmp_path / "seeds"
@@ -103,15 +101,15 @@ def build_week(
         store_fills.write(conn, fills, watermark=None)
         if finalized:
             mark = store_fills.Watermark(
-                accounts.DRIFT_PROGRAM_ID, "finalized", "sig", 10**9, 10**9, week.end
+                protocol.DRIFT_PROGRAM_ID, "finalized", "sig", 10**9, 10**9, week.end
             )
             store_fills.record_finality(conn, week, finalized_through=mark)
     return Built(seeds_dir, tuple(ok_books), tuple(fills))
 
 
-def recompute(built: Built, terms: week_mod.WeekTerms) -> week_mod.WeekResult:
+def recompute(built: Built, terms: settlement.WeekTerms) -> settlement.WeekResult:
     """The week from the books as the simulator made them and the fills as written."""
-    acc = week_mod.WeekAccumulator(METHOD.aggregation)
+    acc = settlement.WeekAccumulator(METHOD.aggregation)
     for tick in built.books:
         for b in tick:
             acc.add(scorer.score(b, METHOD))
@@ -119,7 +117,7 @@ def recompute(built: Built, terms: week_mod.WeekTerms) -> week_mod.WeekResult:
     for f in built.fills:
         if f.maker_authority is not None and f.maker_authority != f.taker_authority:
             volume[f.maker_authority] = volume.get(f.maker_authority, 0) + f.quote_filled
-    return week_mod.settle(terms, acc, volume, method=METHOD.name, params_hash=METHOD.params_hash)
+    return settlement.settle(terms, acc, volume, method=METHOD.name, params_hash=METHOD.params_hash)
 
 
 def close(
@@ -159,7 +157,7 @@ def test_close_pays_what_an_independent_recomputation_pays(
         if pool["pool"]:
             assert pool["paid"] == pool["pool"], pool["market"]
     assert sum(outcome.result["payouts"].values()) == 3 * 500_000_000 + 1_500_000_000
-    volume = next(p for p in outcome.result["pools"] if p["market"] == week_mod.VOLUME)
+    volume = next(p for p in outcome.result["pools"] if p["market"] == settlement.VOLUME)
     self_matched = built.fills[5]
     assert {m["maker"]: m["weight"] for m in volume["makers"]}[self_matched.maker_authority] == sum(
         f.quote_filled
@@ -333,9 +331,9 @@ def test_forfeits_redistribute_to_the_other_participants(
     terms = PROGRAM.terms(WEEK)
     expected = recompute(
         built,
-        week_mod.WeekTerms(
+        settlement.WeekTerms(
             week=WEEK, score_pools=terms.score_pools, volume_pool=terms.volume_pool,
-            participants=week_mod.Participants(forfeited=frozenset({top})),
+            participants=settlement.Participants(forfeited=frozenset({top})),
         ),
     ).payouts()  # fmt: skip
     assert top not in outcome.result["payouts"]
@@ -496,7 +494,7 @@ def test_payout_files_hold_every_payout_in_usdc_and_micro_usdc(
     assert doc["books_root"] == outcome.close.books_root
     assert doc["seed"] == SEED.hex()
     assert sum(p["total_micro_usdc"] for p in doc["payouts"]) == 3_000_000_000
-    assert all(p["total_usdc"] == closing.usdc(p["total_micro_usdc"]) for p in doc["payouts"])
+    assert all(p["total_usdc"] == payouts.usdc(p["total_micro_usdc"]) for p in doc["payouts"])
 
 
 def test_makers_and_forfeits_are_stored_per_week(pg_engine: sa.Engine) -> None:

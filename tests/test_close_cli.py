@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from driftsnap.scoring import week as week_mod
+from driftsnap import calendar
 from tests import books
 from tests.test_cli_store import run
 from tests.test_close import build_week
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 # Long past on any clock the tests run under: the CLI takes the wall clock's time.
-PAST = week_mod.Week(2025, 10)
+PAST = calendar.Week(2025, 10)
 
 
 def _env(url: sa.URL, data_dir: Path) -> dict[str, str]:

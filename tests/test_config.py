@@ -6,15 +6,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from driftsnap import config
+from driftsnap import calendar, config
 from driftsnap.errors import ConfigError
-from driftsnap.scoring import week
 from tests.books import key
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-W = week.Week.parse
+W = calendar.Week.parse
 
 
 def test_shipped_program_has_the_august_2023_pools() -> None:

@@ -15,9 +15,8 @@ import pytest
 import sqlalchemy as sa
 from pydantic import SecretStr
 
-from driftsnap import config, daemon, sampling
+from driftsnap import calendar, config, daemon, sampling
 from driftsnap.scoring import bookfile, scorer
-from driftsnap.scoring import week as week_mod
 from driftsnap.simnet import server, truth
 from driftsnap.store import database, migrations, schema, snapshots, weeks
 from driftsnap.store.errors import ConnectError, SchemaError
@@ -29,7 +28,7 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.asyncio
 
 START = datetime(2026, 11, 16, 9, 0, tzinfo=UTC)  # a Monday, 2026-W47
-WEEK = week_mod.Week.containing(START)
+WEEK = calendar.Week.containing(START)
 CADENCE = timedelta(seconds=60)
 
 

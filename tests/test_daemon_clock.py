@@ -17,9 +17,8 @@ import pytest
 import sqlalchemy as sa
 from pydantic import SecretStr
 
-from driftsnap import config, daemon
+from driftsnap import calendar, config, daemon
 from driftsnap.chain import rpc, snapshot
-from driftsnap.scoring import week as week_mod
 from driftsnap.simnet import server
 from tests.soak import truth as soak_truth
 from tests.test_daemon import SteppedClock
@@ -330,7 +329,7 @@ async def test_a_daemon_down_over_monday_leaves_no_interval_of_either_week_witho
             assert await asyncio.wait_for(task, 30) == 0
     ticks = stored_ticks(pg_url, sunday, MONDAY + timedelta(hours=1))
     starts = [
-        week_mod.Week.containing(t.at).start + t.interval * timedelta(minutes=1) for t in ticks
+        calendar.Week.containing(t.at).start + t.interval * timedelta(minutes=1) for t in ticks
     ]
     assert starts == [starts[0] + i * timedelta(minutes=1) for i in range(len(starts))]
     assert starts[0] < MONDAY < starts[-1]

@@ -14,8 +14,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
-from driftsnap import ingest
-from driftsnap.chain import accounts, errors, rpc
+from driftsnap import ingest, protocol
+from driftsnap.chain import errors, rpc
 from driftsnap.store import fills as store_fills
 from tests.fills_helpers import lost_to_truncation, settings, simnet, stored, truth_rows
 
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 def watermark(engine: sa.Engine) -> store_fills.Watermark | None:
     with engine.connect() as conn:
-        return store_fills.watermark(conn, accounts.DRIFT_PROGRAM_ID, "confirmed")
+        return store_fills.watermark(conn, protocol.DRIFT_PROGRAM_ID, "confirmed")
 
 
 @pytest.mark.asyncio

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from driftsnap import ingest
-from driftsnap.scoring.week import Week
+from driftsnap.calendar import Week
 from driftsnap.simnet import model, truth
 from driftsnap.store import fills as store_fills
 from tests.fills_helpers import simnet, stored, truth_rows

@@ -13,6 +13,7 @@ from decimal import Decimal
 
 import pytest
 
+from driftsnap import protocol
 from driftsnap.errors import ScoringError
 from driftsnap.scoring import book as book_mod
 from driftsnap.scoring import methods, mm_scoring
@@ -34,8 +35,8 @@ def _order(
         user=user,
         authority=authority if authority is not None else f"auth-{user}",
         side=side,
-        price=int(Decimal(price_usd) * book_mod.PRICE_PRECISION),
-        size=int(Decimal(size_base) * book_mod.BASE_PRECISION),
+        price=int(Decimal(price_usd) * protocol.PRICE_PRECISION),
+        size=int(Decimal(size_base) * protocol.BASE_PRECISION),
         order_id=1,
         is_vamm=is_vamm,
     )
@@ -47,13 +48,13 @@ def _book(orders: list[book_mod.Order], oracle_usd: str = "100") -> book_mod.Boo
         market_index=0,
         slot=250_000_000,
         ts=1_700_000_000,
-        oracle_price=int(Decimal(oracle_usd) * book_mod.PRICE_PRECISION),
+        oracle_price=int(Decimal(oracle_usd) * protocol.PRICE_PRECISION),
         orders=tuple(orders),
     )
 
 
 def _base(units: int) -> int:
-    return units * book_mod.BASE_PRECISION
+    return units * protocol.BASE_PRECISION
 
 
 def _mm_method(**changes: str) -> methods.MmScoringMethod:

@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING
 from hypothesis import given
 from hypothesis import strategies as st
 
+from driftsnap import protocol
 from driftsnap.scoring import book as book_mod
-from driftsnap.scoring import brackets, methods, payouts, week
+from driftsnap.scoring import brackets, methods, payouts, settlement
 from tests.books import PRICE, key, make, order
 
 if TYPE_CHECKING:
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 
 M = methods.DRIFT_2023_08
 ORACLE = 100 * PRICE
-FLOOR = 50 * book_mod.BASE_PRECISION  # $5000 at $100
+FLOOR = 50 * protocol.BASE_PRECISION  # $5000 at $100
 MAKERS = [f"maker-{i}" for i in range(6)]
 
 
@@ -96,7 +97,7 @@ def test_splitting_a_week_into_two_halves_gives_the_same_totals(
     """Aggregating two halves of a week and merging equals aggregating it whole, bit for bit."""
     scored = [brackets.score(make(s), M) for s in snapshots]
     for aggregation in ("sum", "normalized"):
-        whole, first, second = (week.WeekAccumulator(aggregation) for _ in range(3))
+        whole, first, second = (settlement.WeekAccumulator(aggregation) for _ in range(3))
         for s in scored:
             whole.add(s)
         for s in scored[:cut]:
@@ -122,7 +123,7 @@ def test_shares_sum_to_one_and_payouts_to_the_pool_over_participants(
     w: dict[str, float | int], pool: int, registered: set[str]
 ) -> None:
     """Over participants, shares sum to exactly 1 and payouts to exactly the pool, each within 1."""
-    participants = week.Participants(registered=frozenset(key(m) for m in registered))
+    participants = settlement.Participants(registered=frozenset(key(m) for m in registered))
     eligible = {m: v for m, v in w.items() if participants.includes(m)}
     amounts = payouts.allocate(pool, eligible)
     shares = payouts.shares(eligible)

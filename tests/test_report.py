@@ -13,9 +13,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from PIL import Image
 
-from driftsnap import cli, closing, config
-from driftsnap.scoring import methods, scorer
-from driftsnap.scoring import week as week_mod
+from driftsnap import calendar, cli, closing, config
+from driftsnap.scoring import methods, scorer, settlement
 from driftsnap.store import close as store_close
 from driftsnap.store import fills as store_fills
 from driftsnap.store import queries, snapshots
@@ -31,14 +30,14 @@ if TYPE_CHECKING:
     import sqlalchemy as sa
 
 # Long past on any clock the tests run under: the CLI and a dry run take the wall clock's time.
-PAST = week_mod.Week(2025, 10)
+PAST = calendar.Week(2025, 10)
 AFTER = PAST.end + timedelta(minutes=30)
-LATER = week_mod.Week(2099, 1)
+LATER = calendar.Week(2099, 1)
 HOSTILE_NAME = '<script>alert("name")</script> & Co'
 HOSTILE_AUTHORITY = "<img src=x onerror=alert(1)>'\"&"
 
 
-def _hostile(engine: sa.Engine, built: Built, week: week_mod.Week) -> str:
+def _hostile(engine: sa.Engine, built: Built, week: calendar.Week) -> str:
     """A registered name and a maker wallet that are HTML; returns the top book maker."""
     maker = sorted({o.authority for o in built.books[0][0].orders})[0]
     at = int((week.start + timedelta(hours=30)).timestamp())
@@ -61,7 +60,7 @@ def _hostile(engine: sa.Engine, built: Built, week: week_mod.Week) -> str:
     return maker
 
 
-def _close(engine: sa.Engine, built: Built, week: week_mod.Week) -> closing.Outcome:
+def _close(engine: sa.Engine, built: Built, week: calendar.Week) -> closing.Outcome:
     return closing.close_week(
         engine, PROGRAM, now=week.end + timedelta(minutes=30), seeds_dir=built.seeds_dir,
         week=week,
@@ -277,7 +276,7 @@ def test_maker_breakdown_adds_up_to_the_stored_scores(
     quoted = {
         p["market"]
         for p in outcome.result["pools"]
-        if p["market"] != week_mod.VOLUME and any(m["authority"] == top for m in p["makers"])
+        if p["market"] != settlement.VOLUME and any(m["authority"] == top for m in p["makers"])
     }
     assert len(quoted) >= 2
     assert {x["market"] for x in maker["markets"]} == quoted
@@ -331,7 +330,7 @@ def test_sub_accounts_add_up_under_a_method_keyed_by_user(
     users: dict[str, set[str]] = {}
     for p in outcome.result["pools"]:
         for m in p["makers"]:
-            if p["market"] != week_mod.VOLUME:
+            if p["market"] != settlement.VOLUME:
                 users.setdefault(m["authority"], set()).add(m["maker"])
     wallet = max(users, key=lambda a: (len(users[a]), a))
     assert len(users[wallet]) > 1  # the simulator's makers quote from several sub-accounts

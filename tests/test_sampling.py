@@ -6,10 +6,9 @@ from datetime import timedelta
 
 import pytest
 
-from driftsnap import sampling
-from driftsnap.scoring import week
+from driftsnap import calendar, sampling
 
-W = week.Week.parse("2026-W47")
+W = calendar.Week.parse("2026-W47")
 MINUTE = timedelta(seconds=60)
 SEED = bytes(range(32))
 

@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
+from driftsnap import calendar
 from driftsnap.scoring import payouts
-from driftsnap.scoring import week as week_mod
 from driftsnap.store import queries, schema, snapshots, weeks
 from tests import pg
 
-WEEK = week_mod.Week.containing(pg.MONDAY)
+WEEK = calendar.Week.containing(pg.MONDAY)
 POOLS = {"SOL-PERP": 500_000_000, "BTC-PERP": 500_000_000, "ETH-PERP": 250_000_000}
 
 
@@ -117,7 +117,7 @@ def test_live_views_show_the_current_week(pg_engine: sa.Engine) -> None:
     with pg_engine.begin() as conn:
         # The same transaction's now() dates the tick and the views: no race at a week boundary.
         now: datetime = conn.execute(sa.select(sa.func.now())).scalar_one()
-        current = week_mod.Week.containing(now)
+        current = calendar.Week.containing(now)
         assert queries.current_week(conn) == current
         snapshots.write_tick(
             conn, pg.ok_tick(now.astimezone(UTC)), pg.scored(pg.simulated_books(1)[0]),

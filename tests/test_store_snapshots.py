@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 import pytest
 import sqlalchemy as sa
 
-from driftsnap.scoring import methods, scorer
-from driftsnap.scoring import week as week_mod
+from driftsnap import calendar
+from driftsnap.scoring import methods, scorer, settlement
 from driftsnap.store import schema, snapshots, weeks
 from driftsnap.store.errors import IntegrityError, StoreError
 from tests import books, pg
@@ -70,14 +70,14 @@ def test_book_and_scores_round_trip(pg_engine: sa.Engine) -> None:
 def test_week_accumulators_equal_in_memory_week(pg_engine: sa.Engine) -> None:
     """The stored week totals equal WeekAccumulator's exact sums bit for bit, per method."""
     ticks = pg.simulated_books(4)
-    accumulators = {m.params_hash: week_mod.WeekAccumulator(m.aggregation) for m in pg.METHODS}
+    accumulators = {m.params_hash: settlement.WeekAccumulator(m.aggregation) for m in pg.METHODS}
     for i, books_ in enumerate(ticks):
         markets = pg.scored(books_)
         assert write(pg_engine, pg.MONDAY + timedelta(minutes=i), markets)
         for snap in markets:
             for score in snap.scores:
                 accumulators[score.params_hash].add(score)
-    week = week_mod.Week.containing(pg.MONDAY)
+    week = calendar.Week.containing(pg.MONDAY)
     with pg_engine.connect() as conn:
         for params_hash, acc in accumulators.items():
             stored = snapshots.week_totals(conn, week, params_hash)
@@ -295,7 +295,7 @@ def test_account_ids_are_not_drawn_for_known_keys(pg_engine: sa.Engine) -> None:
 
 def test_week_seed_is_committed_then_revealed(pg_engine: sa.Engine) -> None:
     """A week's seed hash is stored at start; only the matching seed is accepted at reveal."""
-    week = week_mod.Week(2026, 47)
+    week = calendar.Week(2026, 47)
     seed = b"s" * 32
     commitment = hashlib.sha256(seed).hexdigest()
     with pg_engine.begin() as conn:
@@ -322,7 +322,7 @@ def test_normalized_aggregation_accumulates_per_snapshot_shares(pg_engine: sa.En
         update={"name": "drift-2023-08-normalized", "aggregation": "normalized"}
     )
     assert method.params_hash != methods.DRIFT_2023_08.params_hash
-    acc = week_mod.WeekAccumulator("normalized")
+    acc = settlement.WeekAccumulator("normalized")
     for i, books_ in enumerate(pg.simulated_books(3)):
         markets = [snapshots.MarketSnapshot(b, (scorer.score(b, method),)) for b in books_]
         with pg_engine.begin() as conn:
@@ -333,7 +333,7 @@ def test_normalized_aggregation_accumulates_per_snapshot_shares(pg_engine: sa.En
             acc.add(snap.scores[0])
     with pg_engine.connect() as conn:
         stored = snapshots.week_totals(
-            conn, week_mod.Week.containing(pg.MONDAY), method.params_hash
+            conn, calendar.Week.containing(pg.MONDAY), method.params_hash
         )
     assert stored == {m: acc.totals(m) for m in acc.markets}
     assert all(math.isclose(sum(t.values()), 3.0) for t in stored.values())

@@ -8,13 +8,14 @@ from fractions import Fraction
 
 import pytest
 
-from driftsnap.errors import ScoringError
+from driftsnap import calendar
+from driftsnap.errors import InputError, ScoringError
 from driftsnap.scoring import book as book_mod
-from driftsnap.scoring import brackets, methods, result, week
+from driftsnap.scoring import brackets, methods, result, settlement
 from tests.books import key, make, order, usd_size
 
 M = methods.DRIFT_2023_08
-W = week.Week.parse("2026-W47")
+W = calendar.Week.parse("2026-W47")
 FIVE_K = usd_size(5000)
 
 
@@ -27,30 +28,30 @@ def test_week_runs_monday_to_monday_utc() -> None:
 
 def test_week_containing_uses_utc_and_iso_year_boundaries() -> None:
     """Sunday 23:59 UTC belongs to the week, Monday 00:00 to the next; ISO years roll correctly."""
-    assert week.Week.containing(datetime(2026, 11, 22, 23, 59, 59, tzinfo=UTC)) == W
-    assert week.Week.containing(datetime(2026, 11, 23, tzinfo=UTC)) == W.next()
-    assert week.Week.containing(datetime(2027, 1, 1, tzinfo=UTC)) == week.Week(2026, 53)
-    assert week.Week(2026, 53).next() == week.Week(2027, 1)
-    assert week.Week.last_completed(datetime(2026, 11, 21, 14, 0, tzinfo=UTC)) == W.previous()
+    assert calendar.Week.containing(datetime(2026, 11, 22, 23, 59, 59, tzinfo=UTC)) == W
+    assert calendar.Week.containing(datetime(2026, 11, 23, tzinfo=UTC)) == W.next()
+    assert calendar.Week.containing(datetime(2027, 1, 1, tzinfo=UTC)) == calendar.Week(2026, 53)
+    assert calendar.Week(2026, 53).next() == calendar.Week(2027, 1)
+    assert calendar.Week.last_completed(datetime(2026, 11, 21, 14, 0, tzinfo=UTC)) == W.previous()
 
 
 @pytest.mark.parametrize("text", ["2026-47", "2026-W5", "W47", "2025-W53", ""])
 def test_bad_week_names_are_refused(text: str) -> None:
-    """Malformed names and weeks that do not exist (2025 has 52) raise a clear ScoringError."""
-    with pytest.raises(ScoringError):
-        week.Week.parse(text)
+    """Malformed names and weeks that do not exist (2025 has 52) raise a clear InputError."""
+    with pytest.raises(InputError):
+        calendar.Week.parse(text)
 
 
 def test_exact_sum_is_independent_of_order_and_grouping() -> None:
     """ExactSum returns the correctly rounded sum whatever the order or split of the values."""
     rng = random.Random(5)
     values = [rng.uniform(0, 765) * 10 ** rng.randint(-8, 3) for _ in range(2_000)]
-    forward = week.ExactSum(values).value
+    forward = settlement.ExactSum(values).value
     shuffled = values[:]
     rng.shuffle(shuffled)
-    left, right = week.ExactSum(shuffled[:777]), week.ExactSum(shuffled[777:])
+    left, right = settlement.ExactSum(shuffled[:777]), settlement.ExactSum(shuffled[777:])
     left.merge(right)
-    assert forward == week.ExactSum(shuffled).value == left.value
+    assert forward == settlement.ExactSum(shuffled).value == left.value
     assert forward == float(sum(Fraction(v) for v in values))
 
 
@@ -64,7 +65,7 @@ SHARED = [*TOP, order("m2", "bid", 99_990_000, FIVE_K), order("m2", "ask", 100_0
 
 def test_sum_aggregation_adds_snapshot_scores_per_market() -> None:
     """MMScore is the sum of a maker's snapshot scores; the count of snapshots is kept."""
-    acc = week.WeekAccumulator("sum")
+    acc = settlement.WeekAccumulator("sum")
     acc.add(_score(TOP))  # m1 400
     acc.add(_score(SHARED))  # m1 200, m2 200
     assert acc.totals("SOL-PERP") == {key("m1"): 600.0, key("m2"): 200.0}
@@ -73,7 +74,7 @@ def test_sum_aggregation_adds_snapshot_scores_per_market() -> None:
 
 def test_normalized_aggregation_adds_per_snapshot_shares() -> None:
     """Aggregation 'normalized' adds each snapshot's share of all makers' scores instead."""
-    acc = week.WeekAccumulator("normalized")
+    acc = settlement.WeekAccumulator("normalized")
     acc.add(_score(TOP))
     acc.add(_score(SHARED))
     assert acc.totals("SOL-PERP") == {key("m1"): 1.5, key("m2"): 0.5}
@@ -81,7 +82,7 @@ def test_normalized_aggregation_adds_per_snapshot_shares() -> None:
 
 def test_snapshots_of_two_parameter_sets_cannot_be_mixed() -> None:
     """A week's totals carry one params_hash; adding a snapshot of another method is refused."""
-    acc = week.WeekAccumulator()
+    acc = settlement.WeekAccumulator()
     acc.add(_score(TOP))
     other = M.model_copy(update={"name": "other", "side_combination": "sum"})
     with pytest.raises(ScoringError, match="two parameter sets"):
@@ -90,29 +91,29 @@ def test_snapshots_of_two_parameter_sets_cannot_be_mixed() -> None:
 
 def _terms(
     *,
-    participants: week.Participants | None = None,
+    participants: settlement.Participants | None = None,
     paused: bool = False,
     pause_reason: str = "",
-) -> week.WeekTerms:
-    return week.WeekTerms(
+) -> settlement.WeekTerms:
+    return settlement.WeekTerms(
         week=W,
         score_pools={"SOL-PERP": 500_000_000, "BTC-PERP": 500_000_000, "SUI-PERP": 0},
         volume_pool=1_500_000_000,
-        participants=participants or week.Participants(),
+        participants=participants or settlement.Participants(),
         paused=paused,
         pause_reason=pause_reason,
     )
 
 
 def _settle(
-    terms: week.WeekTerms, acc: week.WeekAccumulator, volume: dict[str, int]
-) -> week.WeekResult:
-    return week.settle(terms, acc, volume, method=M.name, params_hash=M.params_hash)
+    terms: settlement.WeekTerms, acc: settlement.WeekAccumulator, volume: dict[str, int]
+) -> settlement.WeekResult:
+    return settlement.settle(terms, acc, volume, method=M.name, params_hash=M.params_hash)
 
 
 def test_settle_pays_each_pool_exactly_and_reports_unallocated_pools() -> None:
     """SOL pays 500 USDC by score share, BTC (no snapshot) stays unallocated, volume by volume."""
-    acc = week.WeekAccumulator()
+    acc = settlement.WeekAccumulator()
     acc.add(_score(TOP))
     acc.add(_score(SHARED))
     res = _settle(_terms(), acc, {key("m1"): 3_000_000, key("m2"): 1_000_000})
@@ -124,7 +125,7 @@ def test_settle_pays_each_pool_exactly_and_reports_unallocated_pools() -> None:
     }
     assert sol.paid == 500_000_000
     assert pools["BTC-PERP"].unallocated == 500_000_000
-    assert pools[week.VOLUME].paid == 1_500_000_000
+    assert pools[settlement.VOLUME].paid == 1_500_000_000
     assert res.payouts() == {
         key("m1"): 375_000_000 + 1_125_000_000,
         key("m2"): 125_000_000 + 375_000_000,
@@ -134,9 +135,9 @@ def test_settle_pays_each_pool_exactly_and_reports_unallocated_pools() -> None:
 
 def test_non_participants_count_in_the_book_but_share_nothing() -> None:
     """A registered set excludes others from the shares; their liquidity still shaped the scores."""
-    acc = week.WeekAccumulator()
+    acc = settlement.WeekAccumulator()
     acc.add(_score(SHARED))  # m1 200, m2 200: m2's liquidity halves m1's score
-    terms = _terms(participants=week.Participants(registered=frozenset({key("m1")})))
+    terms = _terms(participants=settlement.Participants(registered=frozenset({key("m1")})))
     res = _settle(terms, acc, {key("m1"): 5, key("m2"): 5})
     sol = next(p for p in res.pools if p.market == "SOL-PERP")
     by_maker = {m.maker: m for m in sol.makers}
@@ -150,16 +151,16 @@ def test_non_participants_count_in_the_book_but_share_nothing() -> None:
 
 def test_forfeited_makers_lose_score_and_volume_rewards() -> None:
     """A maker forfeited for the week gets nothing; the others split the whole pools."""
-    acc = week.WeekAccumulator()
+    acc = settlement.WeekAccumulator()
     acc.add(_score(SHARED))
-    terms = _terms(participants=week.Participants(forfeited=frozenset({key("m2")})))
+    terms = _terms(participants=settlement.Participants(forfeited=frozenset({key("m2")})))
     res = _settle(terms, acc, {key("m1"): 1, key("m2"): 99})
     assert res.payouts() == {key("m1"): 2_000_000_000}
 
 
 def test_paused_week_pays_nothing_and_says_so() -> None:
     """A paused week reports every pool at 0 and carries the pause reason."""
-    acc = week.WeekAccumulator()
+    acc = settlement.WeekAccumulator()
     acc.add(_score(TOP))
     res = _settle(_terms(paused=True, pause_reason="holiday"), acc, {key("m1"): 1})
     assert res.paused
@@ -170,7 +171,7 @@ def test_paused_week_pays_nothing_and_says_so() -> None:
 
 def test_market_with_a_zero_pool_is_reported_but_pays_nothing() -> None:
     """SUI-PERP at pool 0 (from 14 Aug 2023) keeps its scores in the report and pays 0."""
-    acc = week.WeekAccumulator()
+    acc = settlement.WeekAccumulator()
     acc.add(brackets.score(make(TOP, market="SUI-PERP"), M))
     res = _settle(_terms(), acc, {})
     sui = next(p for p in res.pools if p.market == "SUI-PERP")
@@ -190,9 +191,11 @@ def test_payouts_of_user_keyed_makers_add_up_per_authority() -> None:
             order("solo", "ask", 100_010_000, FIVE_K),
         ]
     )
-    acc = week.WeekAccumulator()
+    acc = settlement.WeekAccumulator()
     acc.add(brackets.score(book, per_user))
-    res = week.settle(_terms(), acc, {}, method=per_user.name, params_hash=per_user.params_hash)
+    res = settlement.settle(
+        _terms(), acc, {}, method=per_user.name, params_hash=per_user.params_hash
+    )
     sol = next(p for p in res.pools if p.market == "SOL-PERP")
     assert {m.maker for m in sol.makers} == {key("desk/0"), key("desk/1"), key("solo/0")}
     assert res.payouts() == {key("desk"): 250_000_000, key("solo"): 250_000_000}

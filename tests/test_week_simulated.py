@@ -20,10 +20,9 @@ import pytest
 import sqlalchemy as sa
 from pydantic import SecretStr
 
-from driftsnap import closing, config, daemon
+from driftsnap import calendar, closing, config, daemon
 from driftsnap.chain import snapshot
 from driftsnap.scoring import digest, methods
-from driftsnap.scoring import week as week_mod
 from driftsnap.simnet import scenarios, server
 from driftsnap.store import schema
 from tests.soak import truth as soak_truth
@@ -31,7 +30,7 @@ from tests.soak import truth as soak_truth
 if TYPE_CHECKING:
     from pathlib import Path
 
-WEEK = week_mod.Week.parse("2026-W47")
+WEEK = calendar.Week.parse("2026-W47")
 GENESIS = WEEK.start - timedelta(hours=2)
 CADENCE = timedelta(hours=1)
 SLOT_MS = 180_000  # three simulated minutes per slot
@@ -41,7 +40,7 @@ PROGRAM = config.load_program()
 SCENARIO = dataclasses.replace(scenarios.DEFAULT, history_slots=6_000, max_transactions=60_000)
 
 
-def _finalized(engine: sa.Engine, w: week_mod.Week) -> bool:
+def _finalized(engine: sa.Engine, w: calendar.Week) -> bool:
     with engine.connect() as conn:
         t = schema.fill_weeks
         value = conn.execute(sa.select(t.c.finalized).where(t.c.week_start == w.monday)).scalar()

@@ -16,12 +16,11 @@ from typing import TYPE_CHECKING, Any, Final
 
 import zstandard
 
+from driftsnap import protocol
 from driftsnap.chain import errors, idl
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
-
-DRIFT_PROGRAM_ID: Final = "dRiftyHA39MWEi3m9aunc5MzRF1JYuBsbn6VPcn33UH"
 
 
 class Kind(enum.StrEnum):
@@ -59,7 +58,7 @@ class RawAccount:
 
 def check(owner: str, data: bytes, kind: Kind) -> Reason | None:
     """The first reason the account cannot be read as ``kind``, or ``None`` when it can."""
-    if owner != DRIFT_PROGRAM_ID:
+    if owner != protocol.DRIFT_PROGRAM_ID:
         return Reason.OWNER
     if data[:8] != DISCRIMINATORS[kind]:
         return Reason.DISCRIMINATOR

@@ -34,7 +34,7 @@ from anchorpy_core.idl import Idl
 from driftpy.events import parse as driftpy_parse
 from solders.pubkey import Pubkey
 
-from driftsnap import logs
+from driftsnap import logs, protocol
 from driftsnap.chain import accounts, errors, idl, markets, users
 
 if TYPE_CHECKING:
@@ -129,7 +129,7 @@ async def block_time(client: rpc.Client, slot: int) -> int | None:
 async def new_signatures(
     client: rpc.Client,
     *,
-    program: str = accounts.DRIFT_PROGRAM_ID,
+    program: str = protocol.DRIFT_PROGRAM_ID,
     until: str | None,
     min_slot: int | None,
     commitment: Commitment,
@@ -293,7 +293,7 @@ def _events_of(signature: str, lines: list[Json]) -> tuple[list[tuple[int, Any]]
             break
         is_event = (
             bool(context.stack)
-            and context.program() == accounts.DRIFT_PROGRAM_ID
+            and context.program() == protocol.DRIFT_PROGRAM_ID
             and line.startswith(_parser.PROGRAM_DATA)
         )
         try:
@@ -450,7 +450,7 @@ class MakerVolume:
 
 def user_stats_address(authority: str) -> str:
     """The UserStats PDA of a wallet: seeds ``[b"user_stats", authority]``."""
-    program = Pubkey.from_string(accounts.DRIFT_PROGRAM_ID)
+    program = Pubkey.from_string(protocol.DRIFT_PROGRAM_ID)
     seeds = [b"user_stats", bytes(Pubkey.from_string(authority))]
     return str(Pubkey.find_program_address(seeds, program)[0])
 
@@ -480,7 +480,7 @@ async def maker_volumes(
                 continue  # a wallet that never traded has no UserStats
             raw = accounts.from_rpc(key, item)
             if (
-                raw.owner != accounts.DRIFT_PROGRAM_ID
+                raw.owner != protocol.DRIFT_PROGRAM_ID
                 or raw.data[:8] != discriminator
                 or len(raw.data) != _USER_STATS_DTYPE.itemsize
             ):

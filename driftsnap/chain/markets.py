@@ -19,6 +19,7 @@ from driftpy.accounts import oracle
 from driftpy.types import OracleSource
 from solders.pubkey import Pubkey
 
+from driftsnap import protocol
 from driftsnap.chain import accounts, errors, idl
 
 if TYPE_CHECKING:
@@ -37,13 +38,13 @@ _ORACLE_LAYOUTS: Final = {
     **dict.fromkeys(
         ("PythLazer", "PythLazer1K", "PythLazer1M", "PythLazerStableCoin"),
         (
-            accounts.DRIFT_PROGRAM_ID,
+            protocol.DRIFT_PROGRAM_ID,
             accounts.DISCRIMINATORS[accounts.Kind.PYTH_LAZER_ORACLE],
             accounts.SIZES[accounts.Kind.PYTH_LAZER_ORACLE],
         ),
     ),
     "Prelaunch": (
-        accounts.DRIFT_PROGRAM_ID,
+        protocol.DRIFT_PROGRAM_ID,
         accounts.DISCRIMINATORS[accounts.Kind.PRELAUNCH_ORACLE],
         accounts.SIZES[accounts.Kind.PRELAUNCH_ORACLE],
     ),

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 from solders.pubkey import Pubkey
 
-from driftsnap import logs
+from driftsnap import logs, protocol
 from driftsnap.chain import accounts, books, errors, idl, markets, rpc, users
 from driftsnap.scoring import bookfile
 
@@ -44,7 +44,7 @@ INVALID_PARAMS: Final = -32602
 # getBlockTime's "no time for this slot" answers: block not available, slot skipped, and a slot
 # whose block was cleaned up or is not yet in long-term storage.
 _NO_BLOCK_TIME: Final = frozenset({-32004, -32007, -32009, -32011})
-_PROGRAM: Final = Pubkey.from_string(accounts.DRIFT_PROGRAM_ID)
+_PROGRAM: Final = Pubkey.from_string(protocol.DRIFT_PROGRAM_ID)
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,7 +272,7 @@ async def _user_accounts(
             "filters": _user_filters(),
         }
         try:
-            answer = await client.call("getProgramAccounts", [accounts.DRIFT_PROGRAM_ID, config])
+            answer = await client.call("getProgramAccounts", [protocol.DRIFT_PROGRAM_ID, config])
         except errors.RpcError as exc:
             # Nodes without zstd support refuse the encoding as invalid params: ask once more
             # in plain base64, and remember it for this client.
@@ -321,7 +321,7 @@ async def _all_markets(
             _memcmp(0, accounts.DISCRIMINATORS[accounts.Kind.PERP_MARKET]),
         ],
     }
-    answer = await client.call("getProgramAccounts", [accounts.DRIFT_PROGRAM_ID, config])
+    answer = await client.call("getProgramAccounts", [protocol.DRIFT_PROGRAM_ID, config])
     items, context_slot = _with_context(client, "getProgramAccounts", answer)
     if not isinstance(items, list):
         raise _malformed(client, "getProgramAccounts", "value is not a list")

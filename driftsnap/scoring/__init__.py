@@ -7,6 +7,6 @@ Modules:
 ``brackets``  method family of the Aug-2023 program (``drift-2023-08``)
 ``mm_scoring`` port of Drift's own scorer (``drift-mm-scoring``, ``drift-points-2024-01``)
 ``scorer``    one entry point: score a book under any method
-``week``      weekly aggregation, participants, forfeits and shares
+``settlement`` a week's aggregation, participants, forfeits, shares and payouts
 ``payouts``   integer micro-USDC allocation by largest remainder
 """

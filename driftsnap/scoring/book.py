@@ -15,10 +15,6 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-PRICE_PRECISION = 1_000_000
-BASE_PRECISION = 1_000_000_000
-QUOTE_PRECISION = 1_000_000
-
 MakerKey = Literal["authority", "user"]
 
 

@@ -17,9 +17,8 @@ import json
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from solders.pubkey import Pubkey
 
-from driftsnap import errors
+from driftsnap import errors, protocol
 from driftsnap.errors import InputError
 from driftsnap.scoring import book as book_mod
 
@@ -29,14 +28,6 @@ I64_MAX = 2**63 - 1
 
 PositiveInt = Annotated[int, Field(strict=True, gt=0, le=I64_MAX)]
 NonNegativeInt = Annotated[int, Field(strict=True, ge=0, le=I64_MAX)]
-
-
-def _pubkey(value: str) -> str:
-    try:
-        Pubkey.from_string(value)
-    except ValueError:
-        raise ValueError(f"not a base58 public key: {value!r}") from None
-    return value
 
 
 class _OrderIn(BaseModel):
@@ -50,7 +41,7 @@ class _OrderIn(BaseModel):
     order_id: NonNegativeInt
     vamm: Annotated[bool, Field(strict=True)] = False
 
-    _user = field_validator("user", "authority")(_pubkey)
+    _user = field_validator("user", "authority")(protocol.pubkey)
 
 
 class _BookIn(BaseModel):

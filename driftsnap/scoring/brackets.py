@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from driftsnap import protocol
 from driftsnap.errors import ScoringError
 from driftsnap.scoring import book as book_mod
 from driftsnap.scoring import methods, result
@@ -47,8 +48,8 @@ def score(book: book_mod.Book, method: methods.BracketMethod) -> result.Snapshot
     maker_l = liquidity[:, :n_brackets, :]
     total_l = maker_l.sum(axis=0)  # (brackets, 2)
 
-    floor = float(Fraction(method.min_notional_usd) * book_mod.PRICE_PRECISION / book.oracle_price)
-    total_units = total_l.astype(np.float64) / book_mod.BASE_PRECISION
+    floor = float(Fraction(method.min_notional_usd) * protocol.PRICE_PRECISION / book.oracle_price)
+    total_units = total_l.astype(np.float64) / protocol.BASE_PRECISION
     q = np.maximum(total_units.max(axis=1), floor)
     weights_100 = np.array([float(w * 100) for w in method.weights], dtype=np.float64)
     value = weights_100 * total_units.min(axis=1) / q  # (brackets,)

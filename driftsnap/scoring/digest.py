@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
-    from driftsnap.scoring import week as week_mod
+    from driftsnap.scoring import settlement
 
 EMPTY_ROOT = hashlib.sha256(b"").hexdigest()
 
@@ -132,7 +132,7 @@ def maker_volume(fills: Iterable[FillFact]) -> dict[str, int]:
     return out
 
 
-def result_document(result: week_mod.WeekResult, terms: week_mod.WeekTerms) -> dict[str, Any]:
+def result_document(result: settlement.WeekResult, terms: settlement.WeekTerms) -> dict[str, Any]:
     """The canonical result of a week: its terms, every pool with every maker, the payouts.
 
     Shares are left out: they are ``weight / sum of the participants' weights`` and exact

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from driftsnap import protocol
 from driftsnap.errors import ScoringError
 from driftsnap.scoring import book as book_mod
 from driftsnap.scoring import methods, result
@@ -76,7 +77,7 @@ class _Levels:
     def padded(self, n: int) -> FloatArray:
         """Totals in base units as floats, padded with 0 to ``n`` ranks (danfo's concat, fillNa)."""
         out = np.zeros(n, dtype=np.float64)
-        out[: len(self.totals)] = _to_number(self.totals, book_mod.BASE_PRECISION)
+        out[: len(self.totals)] = _to_number(self.totals, protocol.BASE_PRECISION)
         return out
 
 
@@ -89,7 +90,7 @@ def score(book: book_mod.Book, method: methods.MmScoringMethod) -> result.Snapsh
         return _result(book, method, cols, scores={}, brackets=())
 
     is_bid = cols.side == book_mod.Side.BID
-    price = _to_number(cols.price, book_mod.PRICE_PRECISION)
+    price = _to_number(cols.price, protocol.PRICE_PRECISION)
     ref = _reference(book, price, is_bid)
     rounded = _rounded_prices(method, ref, price, is_bid)
     bids = _levels(rounded[is_bid], cols.size[is_bid], descending=True)
@@ -108,7 +109,7 @@ def score(book: book_mod.Book, method: methods.MmScoringMethod) -> result.Snapsh
     value = np.minimum(bs, as_) / q * 100 * multiplier
 
     # Each order's pro-rata share of its level, (size / side total) * value as the TS orders it.
-    size = _to_number(cols.size, book_mod.BASE_PRECISION)
+    size = _to_number(cols.size, protocol.BASE_PRECISION)
     order_score = np.empty(len(cols), dtype=np.float64)
     order_score[is_bid] = size[is_bid] / bs[bids.of_order] * value[bids.of_order]
     order_score[~is_bid] = size[~is_bid] / as_[asks.of_order] * value[asks.of_order]
@@ -159,7 +160,7 @@ def _check_orders(book: book_mod.Book, cols: book_mod.BookColumns) -> None:
 
 
 def _reference(book: book_mod.Book, price: FloatArray, is_bid: BoolArray) -> _Reference:
-    oracle = _scalar_to_number(book.oracle_price, book_mod.PRICE_PRECISION)
+    oracle = _scalar_to_number(book.oracle_price, protocol.PRICE_PRECISION)
     has_bid = bool(is_bid.any())
     has_ask = not bool(is_bid.all())
     # An empty side takes the oracle price (danfo's max() of nothing is undefined, point 3).

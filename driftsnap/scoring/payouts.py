@@ -10,6 +10,7 @@ every amount is within one micro-USDC of ``P * share_i``.
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,11 @@ if TYPE_CHECKING:
 MICRO_USDC = 1_000_000
 
 Weight = int | float | Fraction
+
+
+def usdc(micro: int) -> str:
+    """``1500000000`` micro-USDC → ``"1500.000000"`` (exact, never a float)."""
+    return f"{Decimal(micro) / MICRO_USDC:.6f}"
 
 
 def allocate(pool: int, weights: Mapping[str, Weight]) -> dict[str, int]:

@@ -25,12 +25,13 @@ from anchorpy.program.common import NamedInstruction
 from anchorpy_core.idl import Idl
 from solders.pubkey import Pubkey
 
+from driftsnap import protocol
 from driftsnap.protocol import Direction, MarketType, OrderStatus, OrderType, TriggerCondition
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-DRIFT_PROGRAM_ID: Final = Pubkey.from_string("dRiftyHA39MWEi3m9aunc5MzRF1JYuBsbn6VPcn33UH")
+DRIFT_PROGRAM_ID: Final = Pubkey.from_string(protocol.DRIFT_PROGRAM_ID)
 
 USER_SIZE: Final = 4376
 PERP_MARKET_SIZE: Final = 1216

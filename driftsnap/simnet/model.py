@@ -33,8 +33,6 @@ from driftsnap.simnet import layout, ledger, mainnet, scenarios
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
 
-PRICE_PRECISION: Final = 1_000_000
-BASE_PRECISION: Final = 1_000_000_000
 DRIFT_PROGRAM: Final = str(layout.DRIFT_PROGRAM_ID)
 COMPUTE_BUDGET_PROGRAM: Final = "ComputeBudget111111111111111111111111111111"
 GENESIS_SLOT: Final = 348_900_700
@@ -75,7 +73,7 @@ class Market:
     volatility_bps: float
 
     def oracle_raw(self, price: int | None = None) -> int:
-        # Pyth Lazer prices carry ``exponent`` decimals; PRICE_PRECISION has 6.
+        # Pyth Lazer prices carry ``exponent`` decimals; protocol.PRICE_PRECISION has 6.
         scale: int = 10 ** (-self.oracle_exponent - 6)
         return (self.oracle_price if price is None else price) * scale
 
@@ -370,7 +368,9 @@ class Simulator:
         self._replace_user(address, dataclasses.replace(user, perp_positions=_positions(user)))
 
     def _size_for(self, market: Market, notional_usd: float) -> int:
-        base = int(notional_usd * PRICE_PRECISION / market.oracle_price * BASE_PRECISION)
+        base = int(
+            notional_usd * protocol.PRICE_PRECISION / market.oracle_price * protocol.BASE_PRECISION
+        )
         return max(market.step_size, base // market.step_size * market.step_size)
 
     def _place_quote(self, address: Pubkey) -> None:
@@ -440,7 +440,7 @@ class Simulator:
                 price=near,
                 post_only=True,
                 base_asset_amount_filled=size,
-                quote_asset_amount_filled=size * near // BASE_PRECISION,
+                quote_asset_amount_filled=size * near // protocol.BASE_PRECISION,
             )
         elif kind == 3:  # a spot order with the same market index
             self._add_order(
@@ -608,7 +608,7 @@ class Simulator:
             if left == 0 or maker == taker:
                 continue
             base = min(left, order.remaining)
-            fills.append((maker, order, base, base * limit // BASE_PRECISION, limit))
+            fills.append((maker, order, base, base * limit // protocol.BASE_PRECISION, limit))
             left -= base
         if not fills:
             self._remove_order(taker, taker_order.order_id)
@@ -657,7 +657,7 @@ class Simulator:
         base = self._size_for(market, self.rng.uniform(200, 5_000))
         sign = 1 if taker_direction == protocol.Direction.LONG else -1
         price = market.oracle_price + sign * market.tick_size
-        quote = base * price // BASE_PRECISION
+        quote = base * price // protocol.BASE_PRECISION
         maker_user = self.users[maker]
         maker_order = layout.Order(
             order_id=maker_user.next_order_id,
@@ -871,7 +871,7 @@ def exact_oracle_price(price: int, exponent: int) -> int:
     not depend on which reader is used, so the simulator only quotes prices where both agree.
     """
     scale = 10 ** (-exponent - 6)
-    while int(price * scale / 10**-exponent * PRICE_PRECISION) != price:
+    while int(price * scale / 10**-exponent * protocol.PRICE_PRECISION) != price:
         price += 1
     return price
 

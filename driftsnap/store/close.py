@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 
+from driftsnap import calendar
 from driftsnap.scoring import digest
-from driftsnap.scoring import week as week_mod
 from driftsnap.store import books, schema
 from driftsnap.store.errors import StoreError
 
@@ -81,7 +81,7 @@ class PayoutRow:
     reward_micro_usdc: int
 
 
-def stored(conn: sa.Connection, week: week_mod.Week) -> Close | None:
+def stored(conn: sa.Connection, week: calendar.Week) -> Close | None:
     """The stored close of ``week``, if it is closed."""
     t = schema.week_closes
     row = conn.execute(sa.select(t).where(t.c.week_start == week.monday)).first()
@@ -149,7 +149,7 @@ def write(conn: sa.Connection, close: Close, rows: Sequence[PayoutRow]) -> None:
     )
 
 
-def payout_rows(conn: sa.Connection, week: week_mod.Week) -> list[PayoutRow]:
+def payout_rows(conn: sa.Connection, week: calendar.Week) -> list[PayoutRow]:
     """The stored payout rows of a closed week, by pool then maker."""
     t = schema.week_close_payouts
     rows = conn.execute(
@@ -162,7 +162,7 @@ def payout_rows(conn: sa.Connection, week: week_mod.Week) -> list[PayoutRow]:
     return [PayoutRow(*r) for r in rows]
 
 
-def closed_weeks(conn: sa.Connection, weeks: Iterable[week_mod.Week]) -> set[week_mod.Week]:
+def closed_weeks(conn: sa.Connection, weeks: Iterable[calendar.Week]) -> set[calendar.Week]:
     """Which of ``weeks`` are closed."""
     wanted = {w.monday: w for w in weeks}
     if not wanted:
@@ -175,7 +175,7 @@ def closed_weeks(conn: sa.Connection, weeks: Iterable[week_mod.Week]) -> set[wee
 # ---------------------------------------------------------------------------- the inputs
 
 
-def book_leaves(conn: sa.Connection, week: week_mod.Week) -> list[digest.BookLeaf]:
+def book_leaves(conn: sa.Connection, week: calendar.Week) -> list[digest.BookLeaf]:
     """The Merkle leaves of ``week``'s ok snapshots, in (tick time, market index) order."""
     s = schema.snapshots
     rows = conn.execute(
@@ -201,7 +201,7 @@ class StoredBook:
     leaf: digest.BookLeaf
 
 
-def week_books(conn: sa.Connection, week: week_mod.Week) -> Iterator[StoredBook]:
+def week_books(conn: sa.Connection, week: calendar.Week) -> Iterator[StoredBook]:
     """Every ok snapshot of ``week`` decoded, in (tick time, market index) order.
 
     The leaf's book hash is taken here, in Python, over the bytes read back: an independent
@@ -259,7 +259,7 @@ ORDER BY f.market_type, f.market_index, f.fill_record_id
 """
 
 
-def fill_facts(conn: sa.Connection, week: week_mod.Week) -> list[digest.FillFact]:
+def fill_facts(conn: sa.Connection, week: calendar.Week) -> list[digest.FillFact]:
     """Every stored fill of ``week`` (self-matches and unattributed ones included)."""
     rows = conn.execute(sa.text(_FILL_FACTS), {"start": week.start, "end": week.end})
     return [digest.FillFact(*r) for r in rows]
@@ -298,7 +298,7 @@ WHERE w.week_start = :week AND me.params_hash = :hash
 
 
 def week_totals(
-    conn: sa.Connection, week: week_mod.Week, params_hash: str, *, maker_key: str
+    conn: sa.Connection, week: calendar.Week, params_hash: str, *, maker_key: str
 ) -> dict[str, MarketTotals]:
     """Per market, the stored week totals of one method, with each maker's authority."""
     args = {"week": week.monday, "hash": params_hash}
@@ -314,7 +314,7 @@ def week_totals(
     return out
 
 
-def ok_snapshots(conn: sa.Connection, week: week_mod.Week) -> dict[str, int]:
+def ok_snapshots(conn: sa.Connection, week: calendar.Week) -> dict[str, int]:
     """Ok snapshots per market in ``week``."""
     mk, k = schema.week_markets, schema.markets
     rows = conn.execute(
@@ -325,7 +325,7 @@ def ok_snapshots(conn: sa.Connection, week: week_mod.Week) -> dict[str, int]:
     return dict(rows.all())
 
 
-def tick_times(conn: sa.Connection, week: week_mod.Week) -> dict[int, datetime]:
+def tick_times(conn: sa.Connection, week: calendar.Week) -> dict[int, datetime]:
     """When each sampled tick of ``week`` was taken, by interval (missed ticks have none)."""
     t = schema.ticks
     rows = conn.execute(
@@ -343,17 +343,17 @@ def tick_times(conn: sa.Connection, week: week_mod.Week) -> dict[int, datetime]:
 class Participant:
     authority: str
     name: str
-    from_week: week_mod.Week | None
-    until_week: week_mod.Week | None
+    from_week: calendar.Week | None
+    until_week: calendar.Week | None
 
-    def active(self, week: week_mod.Week) -> bool:
+    def active(self, week: calendar.Week) -> bool:
         return (self.from_week is None or self.from_week <= week) and (
             self.until_week is None or week <= self.until_week
         )
 
 
-def _week(day: date | None) -> week_mod.Week | None:
-    return None if day is None else week_mod.Week.containing(day)
+def _week(day: date | None) -> calendar.Week | None:
+    return None if day is None else calendar.Week.containing(day)
 
 
 def participants(conn: sa.Connection) -> list[Participant]:
@@ -366,7 +366,7 @@ def participants(conn: sa.Connection) -> list[Participant]:
 
 
 def add_participant(
-    conn: sa.Connection, authority: str, *, name: str, from_week: week_mod.Week | None
+    conn: sa.Connection, authority: str, *, name: str, from_week: calendar.Week | None
 ) -> None:
     """Register ``authority`` from ``from_week`` on (again, if it was removed)."""
     t = schema.participants
@@ -382,7 +382,7 @@ def add_participant(
     )
 
 
-def remove_participant(conn: sa.Connection, authority: str, *, from_week: week_mod.Week) -> bool:
+def remove_participant(conn: sa.Connection, authority: str, *, from_week: calendar.Week) -> bool:
     """End ``authority``'s registration before ``from_week``; False if it was not registered.
 
     A registration that would then cover no week at all is deleted.
@@ -405,12 +405,12 @@ def remove_participant(conn: sa.Connection, authority: str, *, from_week: week_m
 @dataclass(frozen=True, slots=True)
 class Forfeit:
     authority: str
-    week: week_mod.Week
+    week: calendar.Week
     reason: str
 
 
 def add_forfeits(
-    conn: sa.Connection, authority: str, weeks: Sequence[week_mod.Week], *, reason: str
+    conn: sa.Connection, authority: str, weeks: Sequence[calendar.Week], *, reason: str
 ) -> None:
     """Forfeit ``authority``'s rewards of ``weeks`` (a week already forfeited keeps its reason)."""
     t = schema.forfeits
@@ -420,11 +420,11 @@ def add_forfeits(
     )
 
 
-def forfeits(conn: sa.Connection, week: week_mod.Week | None = None) -> list[Forfeit]:
+def forfeits(conn: sa.Connection, week: calendar.Week | None = None) -> list[Forfeit]:
     """The recorded forfeits (of one week, or all), by week then authority."""
     t = schema.forfeits
     query = sa.select(t.c.authority, t.c.week_start, t.c.reason)
     if week is not None:
         query = query.where(t.c.week_start == week.monday)
     rows = conn.execute(query.order_by(t.c.week_start, t.c.authority))
-    return [Forfeit(a, week_mod.Week.containing(d), r) for a, d, r in rows]
+    return [Forfeit(a, calendar.Week.containing(d), r) for a, d, r in rows]

@@ -23,8 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 
-from driftsnap import logs
-from driftsnap.scoring import week as week_mod
+from driftsnap import calendar, logs
 from driftsnap.store import database, schema
 
 if TYPE_CHECKING:
@@ -252,7 +251,7 @@ def authorities(conn: sa.Connection, user_accounts: Iterable[str]) -> dict[str, 
     return {str(u): str(a) for u, a in rows}
 
 
-def set_volume_pool(conn: sa.Connection, week: week_mod.Week, pool_micro_usdc: int) -> None:
+def set_volume_pool(conn: sa.Connection, week: calendar.Week, pool_micro_usdc: int) -> None:
     """Record ``week``'s Volume Reward pool (micro-USDC), which ``live_volume`` projects with."""
     t = schema.volume_pools
     conn.execute(
@@ -306,7 +305,7 @@ class WeekFinality:
 
 
 def record_finality(
-    conn: sa.Connection, week: week_mod.Week, *, finalized_through: Watermark | None
+    conn: sa.Connection, week: calendar.Week, *, finalized_through: Watermark | None
 ) -> WeekFinality:
     """Decide and store (in ``fill_weeks``) whether ``week``'s fills are all finalized."""
     t = schema.fills
@@ -351,7 +350,7 @@ def record_finality(
     )
 
 
-def finalized(conn: sa.Connection, week: week_mod.Week) -> bool:
+def finalized(conn: sa.Connection, week: calendar.Week) -> bool:
     """Whether ``week`` was recorded as finalized by the last finality check."""
     w = schema.fill_weeks
     value = conn.execute(
@@ -438,7 +437,7 @@ SELECT prev + 1 AS first, id - 1 AS last FROM ids WHERE id > prev + 1 ORDER BY p
 
 def check(
     conn: sa.Connection,
-    week: week_mod.Week,
+    week: calendar.Week,
     *,
     next_ids: Mapping[int, int] | None = None,
     next_ids_slot: int | None = None,
@@ -499,7 +498,7 @@ def check(
     return out
 
 
-def weeks_with_fills(conn: sa.Connection) -> list[week_mod.Week]:
+def weeks_with_fills(conn: sa.Connection) -> list[calendar.Week]:
     """Every ISO week that has stored fills, oldest first."""
     days: list[date] = list(
         conn.execute(
@@ -509,7 +508,7 @@ def weeks_with_fills(conn: sa.Connection) -> list[week_mod.Week]:
             )
         ).scalars()
     )
-    return [week_mod.Week.containing(d) for d in days]
+    return [calendar.Week.containing(d) for d in days]
 
 
 def market_indexes(conn: sa.Connection, market_type: str = "perp") -> list[int]:
@@ -541,7 +540,7 @@ class SelfMatch:
     quote_filled: int
 
 
-def self_matches(conn: sa.Connection, week: week_mod.Week) -> list[SelfMatch]:
+def self_matches(conn: sa.Connection, week: calendar.Week) -> list[SelfMatch]:
     """The self-matched fills of ``week``, oldest first."""
     rows = conn.execute(
         sa.text(
@@ -561,7 +560,7 @@ def self_matches(conn: sa.Connection, week: week_mod.Week) -> list[SelfMatch]:
     return [SelfMatch(*r) for r in rows]
 
 
-def week_volume(conn: sa.Connection, week: week_mod.Week) -> dict[str, int]:
+def week_volume(conn: sa.Connection, week: calendar.Week) -> dict[str, int]:
     """Maker volume (QUOTE_PRECISION) per authority in ``week``, all markets, self-matches out.
 
     Fills whose maker authority is unknown cannot be attributed and are left out (see
@@ -580,7 +579,7 @@ def week_volume(conn: sa.Connection, week: week_mod.Week) -> dict[str, int]:
     return {a: int(v) for a, v in rows}
 
 
-def unattributed(conn: sa.Connection, week: week_mod.Week) -> int:
+def unattributed(conn: sa.Connection, week: calendar.Week) -> int:
     """Fills of ``week`` with a maker whose authority is unknown (its User account was closed)."""
     t = schema.fills
     return int(
@@ -595,7 +594,7 @@ def unattributed(conn: sa.Connection, week: week_mod.Week) -> int:
     )
 
 
-def truncated(conn: sa.Connection, week: week_mod.Week) -> list[Truncated]:
+def truncated(conn: sa.Connection, week: calendar.Week) -> list[Truncated]:
     """The truncated-log transactions recorded in ``week``."""
     t = schema.fill_truncated
     rows = conn.execute(
@@ -622,7 +621,7 @@ class VolumeRow:
     projected_reward_micro_usdc: int | None
 
 
-def volume_rows(conn: sa.Connection, week: week_mod.Week) -> list[VolumeRow]:
+def volume_rows(conn: sa.Connection, week: calendar.Week) -> list[VolumeRow]:
     """The ``weekly_volume`` view of ``week``, largest volume first."""
     v = schema.weekly_volume
     rows = conn.execute(

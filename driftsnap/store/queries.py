@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
+from driftsnap import calendar
 from driftsnap.scoring import payouts
-from driftsnap.scoring import week as week_mod
 from driftsnap.store import schema
 
 if TYPE_CHECKING:
@@ -60,17 +60,17 @@ class Coverage:
         return self.ok / self.ticks if self.ticks else 0.0
 
 
-def current_week(conn: sa.Connection) -> week_mod.Week:
+def current_week(conn: sa.Connection) -> calendar.Week:
     """The ISO week (UTC) the database server's clock is in, as the ``live_*`` views see it."""
     now: date = conn.execute(
         sa.select(sa.cast(sa.func.timezone("UTC", sa.func.now()), sa.Date))
     ).scalar_one()
-    return week_mod.Week.containing(now)
+    return calendar.Week.containing(now)
 
 
 def week_scores(
     conn: sa.Connection,
-    week: week_mod.Week,
+    week: calendar.Week,
     *,
     pools: Mapping[str, int] | None = None,
     market: str | None = None,
@@ -126,7 +126,7 @@ def live_scores(
     return week_scores(conn, current_week(conn), pools=pools, market=market, method=method)
 
 
-def week_coverage(conn: sa.Connection, week: week_mod.Week) -> list[Coverage]:
+def week_coverage(conn: sa.Connection, week: calendar.Week) -> list[Coverage]:
     """Ticks ok, rejected and missed per market in ``week``."""
     v = schema.weekly_coverage
     rows = conn.execute(

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from driftsnap.scoring import week as week_mod
+from driftsnap import calendar
 from driftsnap.store import schema
 
 if TYPE_CHECKING:
@@ -88,25 +88,25 @@ def account_id(conn: sa.Connection, pubkey: str) -> int | None:
     return found
 
 
-def weeks_with_data(conn: sa.Connection) -> list[week_mod.Week]:
+def weeks_with_data(conn: sa.Connection) -> list[calendar.Week]:
     """Every week with stored ticks or a stored close, oldest first."""
     t, c = schema.week_ticks, schema.week_closes
     days = conn.execute(
         sa.union(sa.select(t.c.week_start), sa.select(c.c.week_start)).order_by("week_start")
     ).scalars()
-    return [week_mod.Week.containing(d) for d in days]
+    return [calendar.Week.containing(d) for d in days]
 
 
-def _bucket(column: Any, week: week_mod.Week, width_s: int) -> sa.ColumnElement[int]:
+def _bucket(column: Any, week: calendar.Week, width_s: int) -> sa.ColumnElement[int]:
     epoch = sa.extract("epoch", column) - int(week.start.timestamp())
     return sa.cast(sa.func.floor(epoch / width_s), sa.Integer)
 
 
-def _in_week(column: Any, week: week_mod.Week) -> sa.ColumnElement[bool]:
+def _in_week(column: Any, week: calendar.Week) -> sa.ColumnElement[bool]:
     return sa.and_(column >= week.start, column < week.end)
 
 
-def buckets(conn: sa.Connection, week: week_mod.Week, method: int, *, width_s: int) -> list[Bucket]:
+def buckets(conn: sa.Connection, week: calendar.Week, method: int, *, width_s: int) -> list[Bucket]:
     """Per market and bucket, the ok snapshots scored under ``method``."""
     sm, k = schema.snapshot_methods, schema.markets
     bucket = _bucket(sm.c.tick_at, week, width_s).label("bucket")
@@ -136,7 +136,7 @@ def _with_authority(
 
 def authority_buckets(
     conn: sa.Connection,
-    week: week_mod.Week,
+    week: calendar.Week,
     method: int,
     *,
     width_s: int,
@@ -183,7 +183,7 @@ def authority_buckets(
 
 def cell_buckets(
     conn: sa.Connection,
-    week: week_mod.Week,
+    week: calendar.Week,
     method: int,
     *,
     width_s: int,
@@ -227,7 +227,7 @@ def cell_buckets(
 
 
 def two_sided(
-    conn: sa.Connection, week: week_mod.Week, method: int, *, by_user: bool
+    conn: sa.Connection, week: calendar.Week, method: int, *, by_user: bool
 ) -> list[TwoSided]:
     """Per market and authority, the snapshots in which it had bracketed liquidity (a non-zero
     ``l`` cell) on the bid and on the ask side."""
@@ -254,7 +254,7 @@ def two_sided(
     return [TwoSided(m, who_, int(n)) for m, who_, n in rows]
 
 
-def scored_snapshots(conn: sa.Connection, week: week_mod.Week, method: int) -> dict[str, int]:
+def scored_snapshots(conn: sa.Connection, week: calendar.Week, method: int) -> dict[str, int]:
     """Per market, the week's snapshots scored under ``method`` (its accumulator row)."""
     wm, k = schema.week_methods, schema.markets
     rows = conn.execute(
@@ -271,7 +271,7 @@ def market_names(conn: sa.Connection) -> dict[int, str]:
     return dict(conn.execute(sa.select(k.c.market_index, k.c.name)).all())
 
 
-def fill_count(conn: sa.Connection, week: week_mod.Week) -> int:
+def fill_count(conn: sa.Connection, week: calendar.Week) -> int:
     """Every stored fill of ``week`` (what a close counts: self-matches and unattributed too)."""
     f = schema.fills
     return int(

@@ -26,10 +26,9 @@ from psycopg import sql
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql as pg
 
-from driftsnap import logs
+from driftsnap import calendar, logs, protocol
 from driftsnap.scoring import book as book_mod
-from driftsnap.scoring import result
-from driftsnap.scoring import week as week_mod
+from driftsnap.scoring import result, settlement
 from driftsnap.store import books, database, schema, weeks
 from driftsnap.store.errors import IntegrityError, StoreError
 
@@ -143,7 +142,7 @@ def _write(
     by_hash: Mapping[str, methods_mod.Method],
 ) -> int | None:
     """Rows written for the tick, or ``None`` if it was already stored."""
-    week = week_mod.Week.containing(tick.at)
+    week = calendar.Week.containing(tick.at)
     weeks.ensure_partitions(conn, week)
     ok_books = [s.book for s in markets if not s.rejected]
     inserted = conn.execute(
@@ -186,7 +185,7 @@ def _write_markets(
     cur: psycopg.Cursor[Any],
     *,
     tick: Tick,
-    week: week_mod.Week,
+    week: calendar.Week,
     markets: Sequence[MarketSnapshot],
     by_hash: Mapping[str, methods_mod.Method],
 ) -> int:
@@ -252,7 +251,7 @@ def _write_markets(
         week,
         (
             (at, b.market_index, m.id, i, side, ids[maker], size,
-             size * b.oracle_price // book_mod.BASE_PRECISION)
+             size * b.oracle_price // protocol.BASE_PRECISION)
             for b, sc, m in scored
             for i, x in enumerate(sc.brackets)
             for side, cells in ((0, x.maker_bid), (1, x.maker_ask))
@@ -277,7 +276,7 @@ _COPY_TYPES: dict[type[sa.types.TypeEngine[Any]], str] = {
 def _copy(
     cur: psycopg.Cursor[Any],
     table: sa.Table,
-    week: week_mod.Week,
+    week: calendar.Week,
     rows: Iterable[Sequence[object]],
 ) -> int:
     """COPY ``rows`` (values of all of ``table``'s columns, in order) into ``week``'s partition.
@@ -304,7 +303,7 @@ def _write_makers(
     cur: psycopg.Cursor[Any],
     *,
     tick: Tick,
-    week: week_mod.Week,
+    week: calendar.Week,
     markets: Sequence[MarketSnapshot],
     scored: Sequence[tuple[book_mod.Book, result.SnapshotScore, _Method]],
     ids: Mapping[str, int],
@@ -337,7 +336,7 @@ def _write_makers(
         if m.method.aggregation == "sum":
             added = score.scores
         else:
-            one = week_mod.WeekAccumulator(m.method.aggregation)
+            one = settlement.WeekAccumulator(m.method.aggregation)
             one.add(score)
             added = one.totals(score.market)
         rows.extend(
@@ -654,7 +653,7 @@ def _authorities(
 
 
 def week_totals(
-    conn: sa.Connection, week: week_mod.Week, params_hash: str
+    conn: sa.Connection, week: calendar.Week, params_hash: str
 ) -> dict[str, dict[str, float]]:
     """Per market, each maker's accumulated week total (correctly rounded, as ExactSum gives it)."""
     wm, k, me, a = schema.week_makers, schema.markets, schema.methods, schema.accounts

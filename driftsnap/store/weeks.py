@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from datetime import date, timedelta
 
-    from driftsnap.scoring.week import Week
+    from driftsnap.calendar import Week
 
 
 def partition_name(table: str, week: Week) -> str:

@@ -43,8 +43,7 @@ if TYPE_CHECKING:
 
     import sqlalchemy as sa
 
-    from driftsnap import config
-    from driftsnap.scoring import week as week_mod
+    from driftsnap import calendar, config
 
 __all__ = ["DEFAULT_TOP", "MakerNotFoundError", "ReportError", "outcome", "prepare", "write"]
 
@@ -68,7 +67,7 @@ def prepare(out: Path) -> Path:
 
 def outcome(
     engine: sa.Engine,
-    week: week_mod.Week,
+    week: calendar.Week,
     *,
     now: datetime,
     provisional: bool = False,

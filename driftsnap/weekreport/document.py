@@ -16,9 +16,8 @@ from datetime import UTC
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
-from driftsnap import closing, logs
-from driftsnap.scoring import methods, payouts
-from driftsnap.scoring import week as week_mod
+from driftsnap import calendar, closing, logs
+from driftsnap.scoring import methods, payouts, settlement
 from driftsnap.store import close as store_close
 from driftsnap.store import fills as store_fills
 from driftsnap.store import queries
@@ -59,7 +58,7 @@ class _Context:
     notes: list[str] = field(default_factory=list)
 
     @property
-    def week(self) -> week_mod.Week:
+    def week(self) -> calendar.Week:
         return self.outcome.week
 
     @property
@@ -83,8 +82,8 @@ def build(
     result = outcome.result
     uptime = _uptime(ctx)
     matches = _self_matches(ctx)
-    pools = [_pool(ctx, p, uptime) for p in result["pools"] if p["market"] != week_mod.VOLUME]
-    volume = next(p for p in result["pools"] if p["market"] == week_mod.VOLUME)
+    pools = [_pool(ctx, p, uptime) for p in result["pools"] if p["market"] != settlement.VOLUME]
+    volume = next(p for p in result["pools"] if p["market"] == settlement.VOLUME)
     markets, rows = closing.payout_table(result)
     doc: dict[str, Any] = {
         "format": FORMAT,
@@ -379,7 +378,7 @@ def _maker(
         market = pool["market"]
         mine = [m for m in pool["makers"] if m["authority"] == authority]
         points = series.get(market, [])
-        if market == week_mod.VOLUME or (not mine and not any(p["quoted"] for p in points)):
+        if market == settlement.VOLUME or (not mine and not any(p["quoted"] for p in points)):
             continue
         shares = _shares(pool["makers"])
         totals: dict[str, dict[str, float]] = {}
@@ -414,14 +413,14 @@ def _maker(
         (
             m
             for p in result["pools"]
-            if p["market"] == week_mod.VOLUME
+            if p["market"] == settlement.VOLUME
             for m in p["makers"]
             if m["authority"] == authority
         ),
         None,
     )
     volume_shares = _shares(
-        next(p for p in result["pools"] if p["market"] == week_mod.VOLUME)["makers"]
+        next(p for p in result["pools"] if p["market"] == settlement.VOLUME)["makers"]
     )
     return {
         "authority": authority,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 from typing import TYPE_CHECKING, Any
 
-from driftsnap import closing
+from driftsnap.scoring import payouts
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
@@ -32,10 +32,6 @@ code, .key { font-family: ui-monospace, monospace; font-size: 0.9em; word-break:
 
 def _e(value: object) -> str:
     return html.escape("" if value is None else str(value), quote=True)
-
-
-def _usdc(micro: int) -> str:
-    return closing.usdc(micro)
 
 
 def _pct(share: float) -> str:
@@ -139,8 +135,8 @@ def _summary(doc: Mapping[str, Any]) -> list[str]:
     out = ["<h2>Summary</h2>"]
     facts: list[tuple[str, object]] = [
         ("state", "provisional (dry run)" if doc["provisional"] else f"closed {c['closed_at']}"),
-        ("unallocated", f"{_usdc(doc['unallocated_micro_usdc'])} USDC"),
-        ("volume pool", f"{_usdc(doc['terms']['volume_pool_micro_usdc'])} USDC"),
+        ("unallocated", f"{payouts.usdc(doc['unallocated_micro_usdc'])} USDC"),
+        ("volume pool", f"{payouts.usdc(doc['terms']['volume_pool_micro_usdc'])} USDC"),
         ("participants", _participants(doc["terms"]["registered"])),
         ("forfeited", ", ".join(doc["terms"]["forfeited"]) or "(none)"),
     ]
@@ -171,8 +167,8 @@ def _payouts(doc: Mapping[str, Any]) -> list[str]:
             ["authority", "name", *markets, "volume", "total"],
             (
                 [_key(r["authority"]), r["name"],
-                 *(_n(_usdc(r["score_micro_usdc"][m])) for m in markets),
-                 _n(_usdc(r["volume_micro_usdc"])), _n(_usdc(r["total_micro_usdc"]))]
+                 *(_n(payouts.usdc(r["score_micro_usdc"][m])) for m in markets),
+                 _n(payouts.usdc(r["volume_micro_usdc"])), _n(payouts.usdc(r["total_micro_usdc"]))]
                 for r in rows
             ),
         )
@@ -185,9 +181,9 @@ def _pools(doc: Mapping[str, Any]) -> list[str]:
     for p in doc["pools"]:
         out.append(f"<h3>{_e(p['pool'])}</h3>")
         out.append(
-            f"<p>pool {_e(_usdc(p['pool_micro_usdc']))} USDC, paid "
-            f"{_e(_usdc(p['paid_micro_usdc']))}, unallocated "
-            f"{_e(_usdc(p['unallocated_micro_usdc']))}; {_e(p['snapshots'])} snapshots</p>"
+            f"<p>pool {_e(payouts.usdc(p['pool_micro_usdc']))} USDC, paid "
+            f"{_e(payouts.usdc(p['paid_micro_usdc']))}, unallocated "
+            f"{_e(payouts.usdc(p['unallocated_micro_usdc']))}; {_e(p['snapshots'])} snapshots</p>"
         )
         out.append(_img(doc, "share", p["pool"]))
         out.append(
@@ -197,7 +193,7 @@ def _pools(doc: Mapping[str, Any]) -> list[str]:
                 (
                     [_key(m["maker"]), _key(m["authority"]), m["name"], _n(m["weight"]),
                      "yes" if m["participant"] else "no", _n(_pct(m["share"])),
-                     _n(_usdc(m["reward_micro_usdc"])), _n(_pct(m["uptime"]))]
+                     _n(payouts.usdc(m["reward_micro_usdc"])), _n(_pct(m["uptime"]))]
                     for m in p["makers"]
                 ),
             )
@@ -209,16 +205,17 @@ def _volume(doc: Mapping[str, Any]) -> list[str]:
     v = doc["volume"]
     return [
         "<h2>Volume</h2>",
-        f"<p>pool {_e(_usdc(v['pool_micro_usdc']))} USDC, paid {_e(_usdc(v['paid_micro_usdc']))}"
-        f", unallocated {_e(_usdc(v['unallocated_micro_usdc']))}; maker volume in USDC over all "
-        "markets, self-matches excluded</p>",
+        f"<p>pool {_e(payouts.usdc(v['pool_micro_usdc']))} USDC, "
+        f"paid {_e(payouts.usdc(v['paid_micro_usdc']))}, "
+        f"unallocated {_e(payouts.usdc(v['unallocated_micro_usdc']))}; "
+        "maker volume in USDC over all markets, self-matches excluded</p>",
         _table(
             ["authority", "name", "maker volume USDC", "participant", "volume share",
              "reward USDC"],
             (
-                [_key(m["authority"]), m["name"], _n(_usdc(m["volume_micro_usdc"])),
+                [_key(m["authority"]), m["name"], _n(payouts.usdc(m["volume_micro_usdc"])),
                  "yes" if m["participant"] else "no", _n(_pct(m["share"])),
-                 _n(_usdc(m["reward_micro_usdc"]))]
+                 _n(payouts.usdc(m["reward_micro_usdc"]))]
                 for m in v["makers"]
             ),
         ),
@@ -281,7 +278,7 @@ def _self_matches(doc: Mapping[str, Any]) -> list[str]:
             (
                 [_key(m["signature"]), m["market"] or f"{m['market_type']}-{m['market_index']}",
                  _n(m["fill_record_id"]), _n(m["slot"]), m["block_time"], _key(m["authority"]),
-                 _n(_usdc(m["quote_micro_usdc"]))]
+                 _n(payouts.usdc(m["quote_micro_usdc"]))]
                 for m in rows[:SELF_MATCH_ROWS]
             ),
         )
@@ -315,7 +312,7 @@ def _maker(doc: Mapping[str, Any], m: Mapping[str, Any]) -> list[str]:
         f'<h2>Maker <span class="key">{_e(_who(m["authority"], m["name"]))}</span></h2>',
         _facts(
             [
-                ("total payout", f"{_usdc(m['total_micro_usdc'])} USDC"),
+                ("total payout", f"{payouts.usdc(m['total_micro_usdc'])} USDC"),
                 ("forfeited", "yes" if m["forfeited"] else "no"),
                 ("self-matched fills", m["self_matches"]),
             ]
@@ -323,9 +320,9 @@ def _maker(doc: Mapping[str, Any], m: Mapping[str, Any]) -> list[str]:
                 []
                 if m["volume"] is None
                 else [
-                    ("maker volume", f"{_usdc(m['volume']['volume_micro_usdc'])} USDC"),
+                    ("maker volume", f"{payouts.usdc(m['volume']['volume_micro_usdc'])} USDC"),
                     ("volume share", _pct(m["volume"]["share"])),
-                    ("volume reward", f"{_usdc(m['volume']['reward_micro_usdc'])} USDC"),
+                    ("volume reward", f"{payouts.usdc(m['volume']['reward_micro_usdc'])} USDC"),
                 ]
             )
         ),
@@ -338,7 +335,7 @@ def _maker(doc: Mapping[str, Any], m: Mapping[str, Any]) -> list[str]:
                 (
                     [x["market"], _n(x["weight"]),
                      _n("-" if x["rank"] is None else f"{x['rank']} of {x['of']}"),
-                     _n(_pct(x["share"])), _n(_usdc(x["reward_micro_usdc"])),
+                     _n(_pct(x["share"])), _n(payouts.usdc(x["reward_micro_usdc"])),
                      _n(f"{x['quoted_snapshots']} of {x['snapshots']}"), _n(_pct(x["uptime"]))]
                     for x in m["markets"]
                 ),

@@ -43,10 +43,9 @@ from typing import TYPE_CHECKING, Any, Final
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
-from driftsnap import closing, config, ingest
+from driftsnap import calendar, closing, config, ingest
 from driftsnap.chain import rpc
 from driftsnap.scoring import methods
-from driftsnap.scoring import week as week_mod
 from driftsnap.simnet import scenarios, server
 from driftsnap.store import database, migrations, schema
 from tests.soak import truth as soak_truth
@@ -75,7 +74,7 @@ SCRIPT_EVENTS: Final = (
     (0.08, "twin"), (0.16, "kill_writer"), (0.24, "pg_restart"), (0.32, "twin"),
     (0.40, "pg_restart"), (0.48, "kill"), (0.56, "twin"), (0.62, "kill_writer"),
 )  # fmt: skip
-WEEK: Final = week_mod.Week(2026, 47)
+WEEK: Final = calendar.Week(2026, 47)
 
 
 @dataclass(frozen=True)
@@ -84,7 +83,7 @@ class Plan:
 
     seed: int = 9
     simulated_days: float = 1.5
-    week: week_mod.Week = WEEK
+    week: calendar.Week = WEEK
     tail: timedelta = timedelta(hours=12)  # the run goes on this long after the week's end
     cadence: timedelta = timedelta(minutes=15)
     slot_ms: int = 60_000
@@ -590,7 +589,7 @@ class Campaign:
             f.late = sum(t.status == "missed" and t.reason.startswith("woke ") for t in ticks)
             # Every cadence interval from the first tick to the last has its header.
             starts = [
-                week_mod.Week.containing(t.at).start + t.interval * plan.cadence for t in ticks
+                calendar.Week.containing(t.at).start + t.interval * plan.cadence for t in ticks
             ]
             want = [starts[0] + i * plan.cadence for i in range(len(starts))] if starts else []
             if starts != want:

@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from driftsnap.scoring import bookfile, digest, methods, scorer
-from driftsnap.scoring import week as week_mod
+from driftsnap.scoring import bookfile, digest, methods, scorer, settlement
 from driftsnap.simnet import model, truth
 from driftsnap.store import close as store_close
 from driftsnap.store import schema
@@ -27,7 +26,7 @@ from driftsnap.store import schema
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from driftsnap import config
+    from driftsnap import calendar, config
     from driftsnap.scoring import book as book_mod
 
 Json = Any
@@ -149,7 +148,7 @@ def _orders(book: book_mod.Book) -> Counter[tuple[str, str, int, int, int, int]]
 def checked_books(
     engine: sa.Engine,
     sim: model.Simulator,
-    week: week_mod.Week,
+    week: calendar.Week,
     *,
     omitted: Callable[[int], set[str]] = lambda slot: set(),
 ) -> list[CheckedBook]:
@@ -221,19 +220,19 @@ def recompute_week(
     engine: sa.Engine,
     sim: model.Simulator,
     program: config.Program,
-    week: week_mod.Week,
+    week: calendar.Week,
     seed: bytes,
 ) -> Recomputed:
     """The week's result and digest from the truth's books at the stored ok ticks and the truth's
     fills, under the program's method and terms (no registrations or forfeits recorded)."""
     method = methods.get(program.method)
     books = checked_books(engine, sim, week)
-    acc = week_mod.WeekAccumulator(method.aggregation)
+    acc = settlement.WeekAccumulator(method.aggregation)
     for checked in books:
         acc.add(scorer.score(checked.book, method))
     fills = truth_fill_facts(sim, week.start, week.end)
     terms = program.terms(week)
-    result = week_mod.settle(
+    result = settlement.settle(
         terms, acc, digest.maker_volume(fills), method=method.name, params_hash=method.params_hash
     )
     doc = digest.result_document(result, terms)

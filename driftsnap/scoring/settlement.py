@@ -1,8 +1,8 @@
-"""The program week: aggregation, participants, forfeits, shares and payouts (spec 3-5).
+"""A program week's settlement: aggregation, participants, forfeits, shares and payouts (spec 3-5).
 
-A week runs Monday 00:00:00 UTC to the next Monday (exclusive) and is named by its ISO week,
-``2026-W47``. Per market, ``MMScore(m) = sum of m's snapshot scores`` (aggregation ``sum``) or the
-sum of m's per-snapshot shares of all makers' scores (``normalized``).
+A week (:class:`driftsnap.calendar.Week`) runs Monday 00:00 UTC to the next Monday. Per market,
+``MMScore(m) = sum of m's snapshot scores`` (aggregation ``sum``) or the sum of m's per-snapshot
+shares of all makers' scores (``normalized``).
 
 Sums use :class:`ExactSum`, which keeps a float sum as exact non-overlapping partials (Shewchuk's
 algorithm, the one behind ``math.fsum``) and rounds once at the end. A week total is therefore the
@@ -13,9 +13,7 @@ or how the week was split and merged: a recomputation gives the same bits.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
 from fractions import Fraction
 from typing import TYPE_CHECKING, Literal
 
@@ -25,59 +23,7 @@ from driftsnap.scoring import payouts, result
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
-_WEEK_RE = re.compile(r"^(\d{4})-W(\d{2})$")
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class Week:
-    """An ISO week, Monday 00:00 UTC to the next Monday 00:00 UTC."""
-
-    year: int
-    number: int
-
-    def __post_init__(self) -> None:
-        try:
-            date.fromisocalendar(self.year, self.number, 1)
-        except ValueError:
-            raise ScoringError(f"no such ISO week: {self.year}-W{self.number:02d}") from None
-
-    @classmethod
-    def parse(cls, text: str) -> Week:
-        match = _WEEK_RE.match(text.strip())
-        if not match:
-            raise ScoringError(f"week must look like 2026-W47, got {text!r}")
-        return cls(int(match[1]), int(match[2]))
-
-    @classmethod
-    def containing(cls, moment: datetime | date) -> Week:
-        day = moment.astimezone(UTC).date() if isinstance(moment, datetime) else moment
-        iso = day.isocalendar()
-        return cls(iso.year, iso.week)
-
-    @classmethod
-    def last_completed(cls, now: datetime) -> Week:
-        return cls.containing(now).previous()
-
-    @property
-    def monday(self) -> date:
-        return date.fromisocalendar(self.year, self.number, 1)
-
-    @property
-    def start(self) -> datetime:
-        return datetime.combine(self.monday, datetime.min.time(), tzinfo=UTC)
-
-    @property
-    def end(self) -> datetime:
-        return self.start + timedelta(days=7)
-
-    def previous(self) -> Week:
-        return Week.containing(self.monday - timedelta(days=7))
-
-    def next(self) -> Week:
-        return Week.containing(self.monday + timedelta(days=7))
-
-    def __str__(self) -> str:
-        return f"{self.year}-W{self.number:02d}"
+    from driftsnap.calendar import Week
 
 
 class ExactSum:
