@@ -32,8 +32,7 @@ from driftsnap.chain import rpc, snapshot
 from driftsnap.errors import ConfigError, DriftsnapError, InputError
 from driftsnap.scoring import bookfile, methods, payouts, scorer
 from driftsnap.simnet import command as simnet_command
-from driftsnap.store import close as store_close
-from driftsnap.store import database, migrations, queries
+from driftsnap.store import database, makers, migrations, queries
 from driftsnap.store import fills as store_fills
 
 Handler = Callable[[argparse.Namespace, config.Settings], int]
@@ -513,17 +512,17 @@ def _makers(args: argparse.Namespace, settings: config.Settings) -> int:
             if args.makers_command == "add":
                 who = closing.authority(args.authority)
                 start = calendar.Week.parse(args.from_week) if args.from_week else now
-                store_close.add_participant(conn, who, name=args.name or "", from_week=start)
+                makers.add_participant(conn, who, name=args.name or "", from_week=start)
                 print(f"registered {who} from {start}")
             elif args.makers_command == "remove":
                 who = closing.authority(args.authority)
                 start = calendar.Week.parse(args.from_week) if args.from_week else now
-                if not store_close.remove_participant(conn, who, from_week=start):
+                if not makers.remove_participant(conn, who, from_week=start):
                     raise InputError(f"{who} is not registered (see `driftsnap makers list`)")
                 print(f"{who} is no participant from {start} on")
             else:
-                listed = store_close.participants(conn)
-                forfeits = store_close.forfeits(conn)
+                listed = makers.participants(conn)
+                forfeits = makers.forfeits(conn)
     finally:
         db.close()
     if program.participants == "all" and args.makers_command != "list":

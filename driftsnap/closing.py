@@ -45,8 +45,7 @@ from solders.pubkey import Pubkey
 from driftsnap import calendar, config, daemon, ingest, logs, sampling
 from driftsnap.errors import DriftsnapError, InputError
 from driftsnap.scoring import digest, methods, payouts, scorer, settlement
-from driftsnap.store import close as store_close
-from driftsnap.store import queries, weeks
+from driftsnap.store import closes, locks, makers, queries, weeks
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -90,7 +89,7 @@ class Outcome:
     """What a close produced: the stored (or dry-run) close and the result it holds."""
 
     week: calendar.Week
-    close: store_close.Close
+    close: closes.Close
     result: dict[str, Any]
     stored: bool  # written by this run
     already: bool  # closed before this run
@@ -109,12 +108,8 @@ def terms(
     base = program.terms(week)
     registered = base.participants.registered
     if registered is not None:
-        registered = registered | {
-            p.authority for p in store_close.participants(conn) if p.active(week)
-        }
-    forfeited = base.participants.forfeited | {
-        f.authority for f in store_close.forfeits(conn, week)
-    }
+        registered = registered | {p.authority for p in makers.participants(conn) if p.active(week)}
+    forfeited = base.participants.forfeited | {f.authority for f in makers.forfeits(conn, week)}
     return replace(
         base, participants=settlement.Participants(registered=registered, forfeited=forfeited)
     )
@@ -157,7 +152,7 @@ def _seed(
             ],
         )
     problems = sampling.verify(
-        week, record.cadence, seed, record.seed_sha256, store_close.tick_times(conn, week)
+        week, record.cadence, seed, record.seed_sha256, closes.tick_times(conn, week)
     )
     if problems:
         return (
@@ -214,7 +209,7 @@ def refusals(
             for r in ingest.close_blockers(conn, week)
         ]
     record, seed, seed_problems = _seed(conn, week, seeds_dir)
-    if any(store_close.ok_snapshots(conn, week).values()):
+    if any(closes.ok_snapshots(conn, week).values()):
         reasons += seed_problems
     reasons += _coverage(conn, week, t, record, min_coverage)
     return reasons, seed
@@ -224,7 +219,7 @@ def refusals(
 
 
 def _accumulator(
-    totals: dict[str, store_close.MarketTotals], aggregation: settlement.Aggregation
+    totals: dict[str, closes.MarketTotals], aggregation: settlement.Aggregation
 ) -> settlement.WeekAccumulator:
     acc = settlement.WeekAccumulator(aggregation)
     for name, m in totals.items():
@@ -248,24 +243,24 @@ class _Inputs:
 def _from_books(conn: sa.Connection, week: calendar.Week, method: methods.Method) -> _Inputs:
     acc = settlement.WeekAccumulator(method.aggregation)
     leaves = []
-    for stored in store_close.week_books(conn, week):
+    for stored in closes.week_books(conn, week):
         acc.add(scorer.score(stored.book, method))
         leaves.append(stored.leaf)
-    return _Inputs(acc, leaves, store_close.fill_facts(conn, week), "books")
+    return _Inputs(acc, leaves, closes.fill_facts(conn, week), "books")
 
 
 def _inputs(conn: sa.Connection, week: calendar.Week, method: methods.Method) -> _Inputs:
     """Score totals from the stored accumulators when they hold every ok snapshot under
     ``method`` (the daemon's methods), else from the order-level books."""
-    totals = store_close.week_totals(conn, week, method.params_hash, maker_key=method.maker_key)
-    ok = store_close.ok_snapshots(conn, week)
+    totals = closes.week_totals(conn, week, method.params_hash, maker_key=method.maker_key)
+    ok = closes.ok_snapshots(conn, week)
     complete = all(totals.get(m) and totals[m].snapshots == n for m, n in ok.items() if n)
     if not complete:
         return _from_books(conn, week, method)
     return _Inputs(
         _accumulator(totals, method.aggregation),
-        store_close.book_leaves(conn, week),
-        store_close.fill_facts(conn, week),
+        closes.book_leaves(conn, week),
+        closes.fill_facts(conn, week),
         "accumulators",
     )
 
@@ -283,7 +278,7 @@ def _build(
     forced: bool,
     reason: str,
     overridden: Iterable[str],
-) -> tuple[store_close.Close, dict[str, Any], list[store_close.PayoutRow]]:
+) -> tuple[closes.Close, dict[str, Any], list[closes.PayoutRow]]:
     result = settlement.settle(
         t, inputs.scores, volume, method=method.name, params_hash=method.params_hash
     )
@@ -292,7 +287,7 @@ def _build(
     books_root = digest.merkle_root([leaf.hash() for leaf in inputs.leaves])
     fills_digest, fills = digest.fills_digest(inputs.fills)
     seed_hex = None if seed is None else seed.hex()
-    close = store_close.Close(
+    close = closes.Close(
         week_start=week.monday,
         method=method.name,
         params_hash=method.params_hash,
@@ -317,7 +312,7 @@ def _build(
         ),
     )
     rows = [
-        store_close.PayoutRow(
+        closes.PayoutRow(
             pool=p.market,
             maker=m.maker,
             authority=m.authority,
@@ -362,8 +357,8 @@ def close_week(
         )
     chosen = methods.get(method or default_method or program.method)
     with engine.begin() as conn:
-        store_close.lock(conn)
-        done = store_close.stored(conn, w)
+        locks.lock_close(conn)
+        done = closes.stored(conn, w)
         if done is not None and not dry_run:
             if method is not None and done.params_hash != chosen.params_hash:
                 raise CloseError(
@@ -395,7 +390,7 @@ def close_week(
             )  # fmt: skip
         if seed is not None:
             weeks.reveal_seed(conn, w, seed)
-        store_close.write(conn, new, rows)
+        closes.write(conn, new, rows)
     log.info(
         "week_closed", week=str(w), method=chosen.name, digest=new.digest, forced=force,
         books=new.books, fills=new.fills, source=inputs.source, ms=_ms(started),
@@ -426,7 +421,7 @@ class Verification:
 def verify_week(engine: sa.Engine, week: calendar.Week) -> Verification:
     """Recompute a closed week from its stored books and fills and compare every digest."""
     with engine.connect() as conn:
-        done = store_close.stored(conn, week)
+        done = closes.stored(conn, week)
         if done is None:
             raise NotClosedError(
                 f"week {week} is not closed (run `driftsnap close-week --week {week}`)"
@@ -435,7 +430,7 @@ def verify_week(engine: sa.Engine, week: calendar.Week) -> Verification:
         method = methods.get(done.method)
         inputs = _from_books(conn, week, method)
         volume = digest.maker_volume(inputs.fills)
-        rows = store_close.payout_rows(conn, week)
+        rows = closes.payout_rows(conn, week)
         record = weeks.record(conn, week)
     seed = None if done.seed is None else bytes.fromhex(done.seed)
     again, doc, again_rows = _build(
@@ -478,7 +473,7 @@ def verify_week(engine: sa.Engine, week: calendar.Week) -> Verification:
     return Verification(week, done.digest, difference, again.books, again.fills)
 
 
-def _row_key(r: store_close.PayoutRow) -> tuple[str, str]:
+def _row_key(r: closes.PayoutRow) -> tuple[str, str]:
     return (r.pool, r.maker)
 
 
@@ -607,12 +602,12 @@ def forfeit(
     if not reason.strip():
         raise InputError("--reason TEXT is required: it is kept with the forfeit")
     with engine.begin() as conn:
-        store_close.lock(conn)  # a close in flight either sees the forfeit or refuses it
-        closed = sorted(store_close.closed_weeks(conn, weeks_))
+        locks.lock_close(conn)  # a close in flight either sees the forfeit or refuses it
+        closed = sorted(closes.closed_weeks(conn, weeks_))
         if closed:
             raise CloseError(
                 f"week {', '.join(map(str, closed))} is already closed and paid; a forfeit "
                 "cannot change a closed week (record it for open weeks only)"
             )
-        store_close.add_forfeits(conn, who, weeks_, reason=reason.strip())
+        makers.add_forfeits(conn, who, weeks_, reason=reason.strip())
     return weeks_

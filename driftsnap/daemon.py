@@ -53,8 +53,7 @@ from driftsnap.chain import rpc, snapshot
 from driftsnap.chain.errors import ChainError
 from driftsnap.errors import ConfigError, DriftsnapError
 from driftsnap.scoring import scorer
-from driftsnap.store import close as store_close
-from driftsnap.store import database, locks, migrations, schema, snapshots, weeks
+from driftsnap.store import closes, database, locks, migrations, schema, snapshots, weeks
 from driftsnap.store import fills as store_fills
 from driftsnap.store.errors import ConnectError, IntegrityError, LockError, StoreError
 
@@ -864,7 +863,7 @@ class _Daemon:
         """Whether ``w`` may still close: sampled by this database (it has a seed commitment)
         and not closed yet (a closed week's fills are immutable)."""
         with self.db.engine.connect() as conn:
-            return weeks.record(conn, w) is not None and not store_close.closed_weeks(conn, [w])
+            return weeks.record(conn, w) is not None and not closes.closed_weeks(conn, [w])
 
     async def _commit(
         self,
@@ -937,7 +936,7 @@ class _Daemon:
         """The intervals after the last tick of the week before ``w``, as missed."""
         prev = w.previous()
         last = _last_interval(conn, prev)
-        if last is None or store_close.closed_weeks(conn, [prev]):
+        if last is None or closes.closed_weeks(conn, [prev]):
             return 0  # never sampled (no instants to name), or closed: immutable
         schedule = self.schedules.get(prev) or self._past_schedule(conn, prev)
         if schedule is None:

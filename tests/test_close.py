@@ -16,9 +16,8 @@ import sqlalchemy as sa
 from driftsnap import calendar, closing, config, daemon, protocol, sampling
 from driftsnap.scoring import book as book_mod
 from driftsnap.scoring import methods, payouts, scorer, settlement
-from driftsnap.store import close as store_close
+from driftsnap.store import closes, makers, snapshots, weeks
 from driftsnap.store import fills as store_fills
-from driftsnap.store import snapshots, weeks
 from driftsnap.store.errors import StoreError
 from tests import books, pg
 
@@ -171,7 +170,7 @@ def test_close_pays_what_an_independent_recomputation_pays(
         record = weeks.record(conn, WEEK)
         assert record is not None
         assert record.seed == SEED
-        rows = store_close.payout_rows(conn, WEEK)
+        rows = closes.payout_rows(conn, WEEK)
     assert sum(r.reward_micro_usdc for r in rows) == sum(expected.payouts().values())
 
 
@@ -280,7 +279,7 @@ def test_force_stores_the_reason_and_the_overridden_refusals(
     assert "13 of 14" in str(err.value)
     outcome = close(pg_engine, built, force=True, reason="RPC outage; approved by ops")
     with pg_engine.connect() as conn:
-        stored = store_close.stored(conn, WEEK)
+        stored = closes.stored(conn, WEEK)
     assert stored is not None
     assert stored.forced
     assert stored.force_reason == "RPC outage; approved by ops"
@@ -326,7 +325,7 @@ def test_forfeits_redistribute_to_the_other_participants(
     baseline = recompute(built, PROGRAM.terms(WEEK)).payouts()
     top = max(baseline, key=lambda a: baseline[a])
     with pg_engine.begin() as conn:
-        store_close.add_forfeits(conn, top, [WEEK], reason="self-matching")
+        makers.add_forfeits(conn, top, [WEEK], reason="self-matching")
     outcome = close(pg_engine, built)
     terms = PROGRAM.terms(WEEK)
     expected = recompute(
@@ -347,20 +346,20 @@ def test_registered_participants_come_from_the_file_and_the_database(
 ) -> None:
     """Under participants = registered, the file's and the database's makers share the pools."""
     built = build_week(pg_engine, tmp_path)
-    makers = sorted({o.authority for b in built.books[0] for o in b.orders})
+    wallets = sorted({o.authority for b in built.books[0] for o in b.orders})
     program = PROGRAM.model_copy(
         update={
             "participants": "registered",
-            "participant": (config.Participant(authority=makers[0]),),
+            "participant": (config.Participant(authority=wallets[0]),),
         }
     )
     with pg_engine.begin() as conn:
-        store_close.add_participant(conn, makers[1], name="second", from_week=WEEK)
-        store_close.add_participant(conn, makers[2], name="gone", from_week=None)
-        store_close.remove_participant(conn, makers[2], from_week=WEEK)
+        makers.add_participant(conn, wallets[1], name="second", from_week=WEEK)
+        makers.add_participant(conn, wallets[2], name="gone", from_week=None)
+        makers.remove_participant(conn, wallets[2], from_week=WEEK)
     outcome = close(pg_engine, built, program)
-    assert outcome.result["terms"]["registered"] == sorted(makers[:2])
-    assert set(outcome.result["payouts"]) <= set(makers[:2])
+    assert outcome.result["terms"]["registered"] == sorted(wallets[:2])
+    assert set(outcome.result["payouts"]) <= set(wallets[:2])
     assert sum(outcome.result["payouts"].values()) == 3 * 500_000_000 + 1_500_000_000
 
 
@@ -501,14 +500,14 @@ def test_makers_and_forfeits_are_stored_per_week(pg_engine: sa.Engine) -> None:
     """Registrations end before the removal week; forfeits are stored per week with a reason."""
     a, b = books.key("maker-a"), books.key("maker-b")
     with pg_engine.begin() as conn:
-        store_close.add_participant(conn, a, name="A", from_week=WEEK.previous())
-        store_close.add_participant(conn, b, name="B", from_week=WEEK)
-        assert store_close.remove_participant(conn, a, from_week=WEEK)
-        assert store_close.remove_participant(conn, b, from_week=WEEK)
-        assert not store_close.remove_participant(conn, books.key("nobody"), from_week=WEEK)
-        store_close.add_forfeits(conn, a, [WEEK, WEEK.next()], reason="wash trading")
-        listed = store_close.participants(conn)
-        forfeits = store_close.forfeits(conn)
+        makers.add_participant(conn, a, name="A", from_week=WEEK.previous())
+        makers.add_participant(conn, b, name="B", from_week=WEEK)
+        assert makers.remove_participant(conn, a, from_week=WEEK)
+        assert makers.remove_participant(conn, b, from_week=WEEK)
+        assert not makers.remove_participant(conn, books.key("nobody"), from_week=WEEK)
+        makers.add_forfeits(conn, a, [WEEK, WEEK.next()], reason="wash trading")
+        listed = makers.participants(conn)
+        forfeits = makers.forfeits(conn)
     assert [(p.authority, p.from_week, p.until_week) for p in listed] == [
         (a, WEEK.previous(), WEEK.previous())
     ]

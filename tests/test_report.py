@@ -15,9 +15,8 @@ from PIL import Image
 
 from driftsnap import calendar, cli, closing, config
 from driftsnap.scoring import methods, scorer, settlement
-from driftsnap.store import close as store_close
+from driftsnap.store import closes, makers, queries, snapshots
 from driftsnap.store import fills as store_fills
-from driftsnap.store import queries, snapshots
 from driftsnap.weekreport import charts
 from tests import books, pg
 from tests.test_cli_store import run
@@ -55,7 +54,7 @@ def _hostile(engine: sa.Engine, built: Built, week: calendar.Week) -> str:
     ]  # fmt: skip
     with engine.begin() as conn:
         # Under participants = "all" a registration only records the name: the close is the same.
-        store_close.add_participant(conn, maker, name=HOSTILE_NAME, from_week=None)
+        makers.add_participant(conn, maker, name=HOSTILE_NAME, from_week=None)
         store_fills.write(conn, fills, watermark=None)
     return maker
 
@@ -106,7 +105,7 @@ def _check_pngs(out: Path, doc: dict[str, Any]) -> None:
         assert colors is None or len(colors) > 10, f"{chart['file']} is (nearly) one flat colour"
 
 
-def _stored_shares(rows: list[store_close.PayoutRow], pool: str) -> dict[str, float]:
+def _stored_shares(rows: list[closes.PayoutRow], pool: str) -> dict[str, float]:
     mine = [r for r in rows if r.pool == pool and r.participant and r.weight > 0]
     total = sum((Fraction(r.weight) for r in mine), Fraction(0))
     return {r.maker: float(Fraction(r.weight) / total) for r in mine}
@@ -128,7 +127,7 @@ def test_report_shows_the_stored_close_exactly(
     assert f"week {PAST}: closed, digest {outcome.close.digest}" in printed.out
     doc = json.loads((out / "report.json").read_text())
     with pg_engine.connect() as conn:
-        rows = store_close.payout_rows(conn, PAST)
+        rows = closes.payout_rows(conn, PAST)
         coverage = queries.week_coverage(conn, PAST)
     assert doc["provisional"] is False
     assert doc["week"] == str(PAST)
@@ -340,7 +339,7 @@ def test_sub_accounts_add_up_under_a_method_keyed_by_user(
     doc = json.loads((out / "report.json").read_text())
     assert doc["method"] == methods.DRIFT_MM_SCORING.name
     with pg_engine.connect() as conn:
-        rows = store_close.payout_rows(conn, PAST)
+        rows = closes.payout_rows(conn, PAST)
         for market in doc["maker"]["markets"]:
             mine = [r for r in rows if r.pool == market["market"] and r.authority == wallet]
             assert set(market["makers"]) == {r.maker for r in mine}
@@ -409,7 +408,7 @@ def test_a_week_not_closed_is_refused_unless_provisional(
     assert {p["authority"]: p["total_micro_usdc"] for p in doc["payouts"]} == dry.result["payouts"]
     assert "PROVISIONAL" in (out / "index.html").read_text()
     with pg_engine.connect() as conn:
-        assert store_close.stored(conn, PAST) is None  # a provisional report stores nothing
+        assert closes.stored(conn, PAST) is None  # a provisional report stores nothing
     _check_pngs(out, doc)
 
 

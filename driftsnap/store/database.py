@@ -14,6 +14,7 @@ the driver's reason with the password scrubbed out, raised ``from None`` so the 
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import warnings
 from dataclasses import dataclass
@@ -27,9 +28,10 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.pool import NullPool
 
 from driftsnap import logs
-from driftsnap.store.errors import ConnectError, EmbeddedServerError
+from driftsnap.store.errors import ConnectError, EmbeddedServerError, QueryError, StoreError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from types import ModuleType
 
     from pydantic import SecretStr
@@ -110,6 +112,47 @@ def connect_error(url: sa.URL, exc: sa_exc.DBAPIError) -> ConnectError:
     """The :class:`ConnectError` for a failed connection to ``url`` (password-free)."""
     reason = " ".join(str(exc.orig).split()) if exc.orig is not None else type(exc).__name__
     return ConnectError(f"cannot connect to {display(url)}: {scrub(reason, url)}")
+
+
+# What the driver raises: SQLAlchemy wraps psycopg's errors, except on the raw connection that
+# COPY uses (driver()), where psycopg's own come through.
+DRIVER_ERRORS = (sa_exc.DBAPIError, psycopg.Error)
+_UNAVAILABLE = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+)
+
+
+def error(url: sa.URL, exc: sa_exc.DBAPIError | psycopg.Error) -> StoreError:
+    """The store's error for a driver error met while using ``url``'s database: one line, the
+    driver's first, password scrubbed. A server that went away (or never answered) is a
+    :class:`ConnectError`; a statement it refused is a :class:`QueryError`."""
+    orig = exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc
+    first = str(orig).strip().splitlines() if orig is not None else []
+    reason = scrub(first[0] if first else type(exc).__name__, url)
+    return (ConnectError if isinstance(exc, _UNAVAILABLE) else QueryError)(f"database: {reason}")
+
+
+@contextlib.contextmanager
+def connect(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """A connection of ``engine`` whose driver errors come out as :class:`StoreError`."""
+    try:
+        with engine.connect() as conn:
+            yield conn
+    except DRIVER_ERRORS as exc:
+        raise error(engine.url, exc) from None
+
+
+@contextlib.contextmanager
+def begin(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """One transaction of ``engine`` (committed on success), driver errors as StoreError."""
+    try:
+        with engine.begin() as conn:
+            yield conn
+    except DRIVER_ERRORS as exc:
+        raise error(engine.url, exc) from None
 
 
 def driver(conn: sa.Connection) -> psycopg.Connection[Any]:

@@ -34,7 +34,7 @@ from driftsnap.store.errors import IntegrityError, StoreError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
-    from datetime import datetime
+    from datetime import datetime, timedelta
 
     from driftsnap.scoring import methods as methods_mod
 
@@ -669,3 +669,53 @@ def week_totals(
         # float(Decimal) rounds the exact sum correctly, as math.fsum does in memory.
         out.setdefault(market, {})[maker] = float(total)
     return out
+
+
+# ---------------------------------------------------------------------------- the tick headers
+
+
+def interval_taken(
+    conn: sa.Connection, week: calendar.Week, interval: int, cadence: timedelta
+) -> bool:
+    """Whether interval ``interval`` of ``week`` already has a tick (e.g. one of `run --once`)."""
+    start = week.start + interval * cadence
+    t = schema.ticks
+    found = conn.execute(
+        sa.select(t.c.tick_at).where(t.c.tick_at >= start, t.c.tick_at < start + cadence).limit(1)
+    ).first()
+    return found is not None
+
+
+def last_interval(conn: sa.Connection, week: calendar.Week) -> int | None:
+    """The interval of the latest tick stored in ``week``, if any."""
+    t = schema.ticks
+    last: int | None = conn.execute(
+        sa.select(t.c.interval_index)
+        .where(t.c.tick_at >= week.start, t.c.tick_at < week.end)
+        .order_by(t.c.tick_at.desc())
+        .limit(1)
+    ).scalar()
+    return last
+
+
+def sampled_before(conn: sa.Connection, week: calendar.Week) -> bool:
+    """Whether any tick before ``week`` is stored (so ``week`` is not the database's first)."""
+    t = schema.ticks
+    found = conn.execute(sa.select(t.c.tick_at).where(t.c.tick_at < week.start).limit(1))
+    return found.first() is not None
+
+
+def last_ok(conn: sa.Connection) -> tuple[float, float | None]:
+    """(the server's time, when the latest ok tick was written), in unix seconds: readiness."""
+    t = schema.ticks
+    written = (
+        sa.select(sa.extract("epoch", t.c.written_at).cast(sa.Float))
+        .where(t.c.status == "ok")
+        .order_by(t.c.tick_at.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    now, at = conn.execute(
+        sa.select(sa.extract("epoch", sa.func.now()).cast(sa.Float), written)
+    ).one()
+    return float(now), None if at is None else float(at)

@@ -32,8 +32,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from driftsnap import closing, logs
-from driftsnap.store import close as store_close
-from driftsnap.store import report as store_report
+from driftsnap.store import closes, series
 from driftsnap.weekreport import document, page
 from driftsnap.weekreport.errors import MakerNotFoundError, ReportError
 
@@ -77,8 +76,8 @@ def outcome(
 ) -> closing.Outcome:
     """The stored close of ``week``; or, if it is not closed and ``provisional``, a dry run."""
     with engine.connect() as conn:
-        done = store_close.stored(conn, week)
-        known = store_report.weeks_with_data(conn)
+        done = closes.stored(conn, week)
+        known = series.weeks_with_data(conn)
     if done is not None:
         return closing.Outcome(
             week, done, json.loads(done.result_json), stored=False, already=True,

@@ -18,10 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from driftsnap import calendar, closing, logs
 from driftsnap.scoring import methods, payouts, settlement
-from driftsnap.store import close as store_close
+from driftsnap.store import closes, makers, queries, series
 from driftsnap.store import fills as store_fills
-from driftsnap.store import queries
-from driftsnap.store import report as store_report
 from driftsnap.weekreport.errors import MakerNotFoundError
 
 if TYPE_CHECKING:
@@ -76,8 +74,8 @@ def build(
         conn=conn,
         outcome=outcome,
         method=methods.get(c.method),
-        method_id=store_report.method_id(conn, c.params_hash),
-        names={p.authority: p.name for p in store_close.participants(conn) if p.name},
+        method_id=series.method_id(conn, c.params_hash),
+        names={p.authority: p.name for p in makers.participants(conn) if p.name},
     )
     result = outcome.result
     uptime = _uptime(ctx)
@@ -156,7 +154,7 @@ def _iso(at: datetime | None) -> str | None:
 
 def _close(ctx: _Context) -> dict[str, Any]:
     c = ctx.outcome.close
-    stored_fills = store_report.fill_count(ctx.conn, ctx.week)
+    stored_fills = series.fill_count(ctx.conn, ctx.week)
     if stored_fills != c.fills:
         # A late transaction may still land in a closed week (the ingest must not stall on it);
         # the close and this report's volume figures stand, verify-week names the difference.
@@ -236,15 +234,15 @@ def _volume(ctx: _Context, pool: Mapping[str, Any]) -> dict[str, Any]:
 def _uptime(ctx: _Context) -> dict[str, Any]:
     """Two-sided uptime per market and authority from the stored bracket cells."""
     method: methods.Method = UPTIME_METHOD
-    mid = store_report.method_id(ctx.conn, method.params_hash)
-    if mid is None or not store_report.scored_snapshots(ctx.conn, ctx.week, mid):
+    mid = series.method_id(ctx.conn, method.params_hash)
+    if mid is None or not series.scored_snapshots(ctx.conn, ctx.week, mid):
         # Not sampled under the bps brackets (DRIFTSNAP_METHODS): the close's own cells.
         method, mid = ctx.method, ctx.method_id
-    ok = store_close.ok_snapshots(ctx.conn, ctx.week)
+    ok = closes.ok_snapshots(ctx.conn, ctx.week)
     found = (
         []
         if mid is None
-        else store_report.two_sided(ctx.conn, ctx.week, mid, by_user=method.maker_key == "user")
+        else series.two_sided(ctx.conn, ctx.week, mid, by_user=method.maker_key == "user")
     )
     markets: dict[str, Any] = {m: {"snapshots": n, "makers": {}} for m, n in sorted(ok.items())}
     for row in found:
@@ -268,7 +266,7 @@ def _uptime(ctx: _Context) -> dict[str, Any]:
 
 
 def _self_matches(ctx: _Context) -> list[dict[str, Any]]:
-    names = store_report.market_names(ctx.conn)
+    names = series.market_names(ctx.conn)
     return [
         {
             "signature": m.signature,
@@ -302,8 +300,8 @@ def _share_series(ctx: _Context, pools: Sequence[Mapping[str, Any]], *, top: int
             "(the daemon did not score with it): the share charts are left out"
         )
         return out
-    snapshots = store_report.buckets(ctx.conn, ctx.week, ctx.method_id, width_s=BUCKET_S)
-    rows = store_report.authority_buckets(
+    snapshots = series.buckets(ctx.conn, ctx.week, ctx.method_id, width_s=BUCKET_S)
+    rows = series.authority_buckets(
         ctx.conn, ctx.week, ctx.method_id, width_s=BUCKET_S, by_user=ctx.by_user,
         normalized=ctx.method.aggregation == "normalized",
     )  # fmt: skip
@@ -371,13 +369,13 @@ def _maker(
             f"maker {authority} has no orders and no maker volume in week {ctx.week} (its "
             f"makers are in the report without --maker, or `driftsnap scores --week {ctx.week}`)"
         )
-    account = store_report.account_id(ctx.conn, authority)
-    series = _maker_series(ctx, account)
+    account = series.account_id(ctx.conn, authority)
+    by_market = _maker_series(ctx, account)
     markets = []
     for pool in result["pools"]:
         market = pool["market"]
         mine = [m for m in pool["makers"] if m["authority"] == authority]
-        points = series.get(market, [])
+        points = by_market.get(market, [])
         if market == settlement.VOLUME or (not mine and not any(p["quoted"] for p in points)):
             continue
         shares = _shares(pool["makers"])
@@ -457,12 +455,12 @@ def _maker_series(ctx: _Context, account: int | None) -> dict[str, list[dict[str
     conn, week, mid = ctx.conn, ctx.week, ctx.method_id
     scores = {
         (r.market, r.bucket): r
-        for r in store_report.authority_buckets(
+        for r in series.authority_buckets(
             conn, week, mid, width_s=BUCKET_S, by_user=ctx.by_user, authority=account
         )
     }
     cells: dict[tuple[str, int], list[dict[str, Any]]] = {}
-    for c in store_report.cell_buckets(
+    for c in series.cell_buckets(
         conn, week, mid, width_s=BUCKET_S, by_user=ctx.by_user, authority=account,
         side_factor=ctx.method.side_factor,
     ):  # fmt: skip
@@ -470,7 +468,7 @@ def _maker_series(ctx: _Context, account: int | None) -> dict[str, list[dict[str
             {"bracket": c.bracket, "side": SIDES[c.side], "size": c.size, "score": c.score}
         )
     out: dict[str, list[dict[str, Any]]] = {}
-    for b in store_report.buckets(conn, week, mid, width_s=BUCKET_S):
+    for b in series.buckets(conn, week, mid, width_s=BUCKET_S):
         row = scores.get((b.market, b.bucket))
         out.setdefault(b.market, []).append(
             {

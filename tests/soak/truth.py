@@ -20,8 +20,7 @@ import sqlalchemy as sa
 
 from driftsnap.scoring import bookfile, digest, methods, scorer, settlement
 from driftsnap.simnet import model, truth
-from driftsnap.store import close as store_close
-from driftsnap.store import schema
+from driftsnap.store import closes, schema
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -169,7 +168,7 @@ def checked_books(
                 )
             ).all()
         )
-        stored = list(store_close.week_books(conn, week))
+        stored = list(closes.week_books(conn, week))
     out = []
     for s in stored:
         b = s.book

@@ -1,13 +1,14 @@
-"""The week close in SQL: its lock, its stored result, its inputs, participants and forfeits.
+"""The week close in SQL: its stored result and payout rows, and the inputs it reads.
 
-The close runs in one transaction under :func:`lock` (a transaction-level advisory lock), so two
-closes of any week run one after the other and the second finds the first's row::
+The close runs in one transaction under :func:`driftsnap.store.locks.lock_close` (a
+transaction-level advisory lock), so two closes of any week run one after the other and the
+second finds the first's row::
 
-    with engine.begin() as conn:
-        close.lock(conn)
-        if (done := close.stored(conn, week)) is None:
+    with database.begin(engine) as conn:
+        locks.lock_close(conn)
+        if (done := closes.stored(conn, week)) is None:
             ...compute...
-            close.write(conn, new_close, payout_rows)
+            closes.write(conn, new_close, payout_rows)
 
 A closed week is immutable: the triggers of ``0003_close.sql`` refuse any change to its
 ``week_closes`` and ``week_close_payouts`` rows and to its inputs (snapshots, tick headers, the
@@ -19,12 +20,10 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql as pg
 
-from driftsnap import calendar
 from driftsnap.scoring import digest
 from driftsnap.store import books, schema
 from driftsnap.store.errors import StoreError
@@ -34,15 +33,8 @@ if TYPE_CHECKING:
     from datetime import date
     from decimal import Decimal
 
+    from driftsnap import calendar
     from driftsnap.scoring import book as book_mod
-
-# Its own key: a close never waits for the daemon's writer lock, only for another close.
-CLOSE_LOCK = int.from_bytes(hashlib.sha256(b"driftsnap/close").digest()[:8], "big", signed=True)
-
-
-def lock(conn: sa.Connection) -> None:
-    """Wait for the close lock; it is released when the current transaction ends."""
-    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(CLOSE_LOCK)))
 
 
 # ---------------------------------------------------------------------------- the result
@@ -334,97 +326,3 @@ def tick_times(conn: sa.Connection, week: calendar.Week) -> dict[int, datetime]:
         )
     )
     return dict(rows.all())
-
-
-# ---------------------------------------------------------------------------- participants
-
-
-@dataclass(frozen=True, slots=True)
-class Participant:
-    authority: str
-    name: str
-    from_week: calendar.Week | None
-    until_week: calendar.Week | None
-
-    def active(self, week: calendar.Week) -> bool:
-        return (self.from_week is None or self.from_week <= week) and (
-            self.until_week is None or week <= self.until_week
-        )
-
-
-def _week(day: date | None) -> calendar.Week | None:
-    return None if day is None else calendar.Week.containing(day)
-
-
-def participants(conn: sa.Connection) -> list[Participant]:
-    """Every registered maker, by authority."""
-    t = schema.participants
-    rows = conn.execute(
-        sa.select(t.c.authority, t.c.name, t.c.from_week, t.c.until_week).order_by(t.c.authority)
-    )
-    return [Participant(a, n, _week(f), _week(u)) for a, n, f, u in rows]
-
-
-def add_participant(
-    conn: sa.Connection, authority: str, *, name: str, from_week: calendar.Week | None
-) -> None:
-    """Register ``authority`` from ``from_week`` on (again, if it was removed)."""
-    t = schema.participants
-    values: dict[str, Any] = {
-        "name": name,
-        "from_week": None if from_week is None else from_week.monday,
-        "until_week": None,
-    }
-    conn.execute(
-        pg.insert(t)
-        .values(authority=authority, **values)
-        .on_conflict_do_update(index_elements=[t.c.authority], set_=values)
-    )
-
-
-def remove_participant(conn: sa.Connection, authority: str, *, from_week: calendar.Week) -> bool:
-    """End ``authority``'s registration before ``from_week``; False if it was not registered.
-
-    A registration that would then cover no week at all is deleted.
-    """
-    t = schema.participants
-    row = conn.execute(sa.select(t.c.from_week).where(t.c.authority == authority)).first()
-    if row is None:
-        return False
-    if row.from_week is not None and row.from_week >= from_week.monday:
-        conn.execute(sa.delete(t).where(t.c.authority == authority))
-    else:
-        conn.execute(
-            sa.update(t)
-            .where(t.c.authority == authority)
-            .values(until_week=from_week.previous().monday)
-        )
-    return True
-
-
-@dataclass(frozen=True, slots=True)
-class Forfeit:
-    authority: str
-    week: calendar.Week
-    reason: str
-
-
-def add_forfeits(
-    conn: sa.Connection, authority: str, weeks: Sequence[calendar.Week], *, reason: str
-) -> None:
-    """Forfeit ``authority``'s rewards of ``weeks`` (a week already forfeited keeps its reason)."""
-    t = schema.forfeits
-    conn.execute(
-        pg.insert(t).on_conflict_do_nothing(index_elements=[t.c.authority, t.c.week_start]),
-        [{"authority": authority, "week_start": w.monday, "reason": reason} for w in weeks],
-    )
-
-
-def forfeits(conn: sa.Connection, week: calendar.Week | None = None) -> list[Forfeit]:
-    """The recorded forfeits (of one week, or all), by week then authority."""
-    t = schema.forfeits
-    query = sa.select(t.c.authority, t.c.week_start, t.c.reason)
-    if week is not None:
-        query = query.where(t.c.week_start == week.monday)
-    rows = conn.execute(query.order_by(t.c.week_start, t.c.authority))
-    return [Forfeit(a, calendar.Week.containing(d), r) for a, d, r in rows]
