@@ -28,11 +28,13 @@ import sqlalchemy as sa
 from bench_store import drop_database, fresh_database
 from psycopg import sql
 
-from driftsnap import calendar, closing, config, daemon, logs, protocol, sampling
+from driftsnap import calendar, config, logs, protocol, sampling
+from driftsnap.flows import close as close_flow
 from driftsnap.scoring import bookfile, methods, scorer
 from driftsnap.simnet import model, scenarios, truth
 from driftsnap.store import database, schema, snapshots, weeks
 from driftsnap.store import fills as store_fills
+from driftsnap.store.seeds import Seeds
 
 WEEK = calendar.Week(2026, 47)
 SEED = bytes(range(32))
@@ -120,7 +122,7 @@ def write_week(
         raise SystemExit(f"{ticks} ticks do not repeat {k} templates a whole number of times")
     commitment = sampling.commitment(SEED)
     seeds.mkdir(parents=True, exist_ok=True)
-    daemon.seed_path(seeds, WEEK, commitment).write_text(SEED.hex() + "\n")
+    Seeds(seeds).path(WEEK, commitment).write_text(SEED.hex() + "\n")
     schedule = sampling.Schedule(WEEK, cadence, SEED)
     instants = [schedule.sample_at(i) for i in range(ticks)]
     started = time.perf_counter()
@@ -209,11 +211,11 @@ def close(engine: sa.Engine, seeds: Path, *, ticks: int, cadence: timedelta) -> 
     """``close-week`` of ``WEEK`` as the CLI runs it (forced when the week is partial)."""
     forced = ticks < timedelta(days=7) // cadence
     started = time.perf_counter()
-    closed = closing.close_week(
+    closed = close_flow.close_week(
         engine,
         config.load_program(),
         now=WEEK.end + timedelta(minutes=30),
-        seeds_dir=seeds,
+        seeds=Seeds(seeds),
         week=WEEK,
         force=forced,
         reason="benchmark: a partial week" if forced else "",
@@ -241,9 +243,9 @@ def bench(
         if recompute:
             forced = ticks < timedelta(days=7) // cadence
             started = time.perf_counter()
-            again = closing.close_week(
+            again = close_flow.close_week(
                 engine, config.load_program(), now=WEEK.end + timedelta(minutes=30),
-                seeds_dir=seeds, week=WEEK, dry_run=True, method="drift-mm-scoring",
+                seeds=Seeds(seeds), week=WEEK, dry_run=True, method="drift-mm-scoring",
                 force=forced, reason="benchmark: a partial week" if forced else "",
             )  # fmt: skip
             print(
@@ -257,7 +259,7 @@ def bench(
         )
         print(f"the week on disk: {figures.disk_bytes / 2**20:,.0f} MiB")
         started = time.perf_counter()
-        report = closing.verify_week(engine, WEEK)
+        report = close_flow.verify_week(engine, WEEK)
         print(
             f"verify-week: {time.perf_counter() - started:.2f} s,"
             f" {'ok' if report.ok else report.difference}"

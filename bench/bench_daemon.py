@@ -17,6 +17,7 @@ import statistics
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
@@ -24,11 +25,16 @@ from driftsnap import config, daemon, logs
 from driftsnap.simnet import scenarios, server
 from driftsnap.store import database, migrations
 
+if TYPE_CHECKING:
+    from driftsnap.flows import tick
+
 TARGET_MS = 1000
 
 
 class JumpingClock:
     """Virtual time that jumps to every instant the daemon waits for."""
+
+    slot: int | None = None
 
     def __init__(self) -> None:
         self._now = datetime.now(UTC)
@@ -36,13 +42,16 @@ class JumpingClock:
     def now(self) -> datetime:
         return self._now
 
+    async def start(self, stop: asyncio.Event) -> bool:
+        return not stop.is_set()
+
     async def sleep_until(self, moment: datetime, stop: asyncio.Event) -> bool:
         await asyncio.sleep(0)
         self._now = max(self._now, moment)
         return not stop.is_set()
 
 
-async def bench(scenario: str, ticks: int, tmp: Path) -> list[daemon.TickReport]:
+async def bench(scenario: str, ticks: int, tmp: Path) -> list[tick.TickReport]:
     pg = database.start_embedded(tmp / "pg")
     try:
         engine = database.create_engine(pg.url)
@@ -51,10 +60,10 @@ async def bench(scenario: str, ticks: int, tmp: Path) -> list[daemon.TickReport]
         engine.dispose()
         async with server.serve(scenario, seed=1) as sim:
             await sim.advance(5)
-            reports: list[daemon.TickReport] = []
+            reports: list[tick.TickReport] = []
             stop = asyncio.Event()
 
-            def on_tick(report: daemon.TickReport) -> None:
+            def on_tick(report: tick.TickReport) -> None:
                 reports.append(report)
                 if len(reports) >= ticks:
                     stop.set()

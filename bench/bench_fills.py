@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_fills.py [--transactions 5000] [--rps 1000] [--concurrency 16]
 
-Runs ``ingest.poll_once`` in process against an in-process simnet (quiet scenario, one burst of
+Runs ``fills_flow.poll_once`` in process against an in-process simnet (quiet scenario, one burst of
 JIT fills in one slot, so every transaction is one fill) and an embedded PostgreSQL in a
 temporary directory (deleted afterwards). Prints the poll's time, transactions per second and
 the store write alone (the same fills written again into a fresh database). The simnet shares the
@@ -20,8 +20,10 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from driftsnap import ingest, logs
+from driftsnap import logs
 from driftsnap.chain import rpc
+from driftsnap.flows import fills as fills_flow
+from driftsnap.scoring import fill
 from driftsnap.simnet import server
 from driftsnap.store import database, migrations
 from driftsnap.store import fills as store_fills
@@ -39,8 +41,8 @@ async def bench(transactions: int, rps: int, concurrency: int, tmp: Path) -> Non
             settings = rpc.RpcSettings(node.url, rps=rps, timeout_s=30.0)
             async with rpc.Client(settings) as client:
                 started = time.perf_counter()
-                report = await ingest.poll_once(
-                    client, engine, ingest.PollSettings(concurrency=concurrency)
+                report = await fills_flow.poll_once(
+                    client, engine, fills_flow.PollSettings(concurrency=concurrency)
                 )
                 seconds = time.perf_counter() - started
         print(
@@ -50,7 +52,7 @@ async def bench(transactions: int, rps: int, concurrency: int, tmp: Path) -> Non
         )
         with engine.connect() as conn:
             rows = [
-                store_fills.Fill(*r)
+                fill.Fill(*r)
                 for r in conn.execute(
                     sa.text(
                         "SELECT f.market_type, f.market_index, f.fill_record_id, f.signature,"

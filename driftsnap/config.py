@@ -313,6 +313,10 @@ class Program(_Entry):
                 pools[market] = max(entries, key=lambda p: p.effective_from).usdc
         return pools
 
+    def paid_markets(self, w: calendar.Week) -> list[str | int]:
+        """The markets paying a score pool in week ``w``: the ones sampled by default."""
+        return [market for market, pool in self.score_pools(w).items() if pool > 0]
+
     def volume_pool_for(self, w: calendar.Week) -> int:
         entries = [p for p in self.volume_pool if p.effective_from <= w.monday]
         return max(entries, key=lambda p: p.effective_from).usdc if entries else 0

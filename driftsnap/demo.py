@@ -34,6 +34,8 @@ from driftsnap.store import database, migrations, queries
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from driftsnap.flows import tick
+
 log = logs.get(__name__)
 
 SCENARIOS: Final = tuple(scenarios.SCENARIOS)
@@ -68,7 +70,7 @@ def _fresh_database(directory: Path) -> database.EmbeddedServer:
 
 
 def _scores_table(
-    engine: sa.Engine, program: config.Program, report: daemon.TickReport, n: int
+    engine: sa.Engine, program: config.Program, report: tick.TickReport, n: int
 ) -> Table | Group:
     w = calendar.Week.containing(report.at)
     with engine.connect() as conn:
@@ -134,7 +136,7 @@ async def run(
                     "markets": (),
                 }
             )
-            reports: asyncio.Queue[daemon.TickReport] = asyncio.Queue()
+            reports: asyncio.Queue[tick.TickReport] = asyncio.Queue()
 
             async def show() -> None:
                 n = 0

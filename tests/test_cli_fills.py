@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from driftsnap import calendar, ingest
+from driftsnap import calendar
+from driftsnap.flows import fills as fills_flow
 from tests.fills_helpers import simnet
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ async def test_fills_check_finds_the_missing_records_and_exits_1(
         await node.advance(20)
         node.set_faults(unlist_transactions=1)
         await node.advance(20)
-        await ingest.poll_once(client, pg_engine)
+        await fills_flow.poll_once(client, pg_engine)
         hidden = {
             # No snapshot was stored, so the markets table has no names: index form.
             (f"perp-{f.market_index}", f.fill_record_id)
@@ -74,7 +75,7 @@ async def test_fills_check_is_clean_after_a_complete_ingest(
     """Every fill stored: each market's ids are contiguous, the table says so, exit 0."""
     async with simnet("default", seed=42) as (node, client):
         await node.advance(40)
-        await ingest.poll_once(client, pg_engine)
+        await fills_flow.poll_once(client, pg_engine)
         code, out, err = await run("fills", "check", "--rpc-url", node.url, url=pg_url)
     assert code == 0, err
     assert "Fill record ids per market and week" in out
@@ -87,7 +88,7 @@ async def test_self_matches_lists_the_weeks_self_matched_fills(
     """fills self-matches prints every fill whose maker and taker share a wallet, with its tx."""
     async with simnet("default", seed=23) as (node, client):
         await node.advance(80)
-        await ingest.poll_once(client, pg_engine)
+        await fills_flow.poll_once(client, pg_engine)
         self_matched = [
             f
             for tx in node.sim.ledger.transactions.values()

@@ -13,12 +13,16 @@ from typing import TYPE_CHECKING
 import pytest
 import sqlalchemy as sa
 
-from driftsnap import calendar, closing, config, daemon, protocol, sampling
+from driftsnap import calendar, config, protocol, sampling
+from driftsnap.cli import output
+from driftsnap.flows import close as close_flow
+from driftsnap.flows import errors as flow_errors
 from driftsnap.scoring import book as book_mod
-from driftsnap.scoring import methods, payouts, scorer, settlement
+from driftsnap.scoring import fill, methods, payouts, scorer, settlement
 from driftsnap.store import closes, makers, snapshots, weeks
 from driftsnap.store import fills as store_fills
 from driftsnap.store.errors import StoreError
+from driftsnap.store.seeds import Seeds
 from tests import books, pg
 
 if TYPE_CHECKING:
@@ -39,10 +43,10 @@ class Built:
 
     seeds_dir: Path
     books: tuple[tuple[book_mod.Book, ...], ...]
-    fills: tuple[store_fills.Fill, ...]
+    fills: tuple[fill.Fill, ...]
 
 
-def _fills(makers: list[str], week: calendar.Week) -> list[store_fills.Fill]:
+def _fills(makers: list[str], week: calendar.Week) -> list[fill.Fill]:
     """Fills of three maker authorities over the week, one of them also self-matched."""
     out = []
     for i in range(12):
@@ -50,7 +54,7 @@ def _fills(makers: list[str], week: calendar.Week) -> list[store_fills.Fill]:
         taker_authority = authority if i == 5 else books.key(f"taker-{i}")
         at = week.start + timedelta(hours=10 * i + 1)
         out.append(
-            store_fills.Fill(
+            fill.Fill(
                 market_type="perp", market_index=i % 3, fill_record_id=100 + i // 3,
                 signature=books.key(f"sig-{i}"), event_index=0, slot=1_000 + i,
                 block_time=int(at.timestamp()), maker=books.key(f"{authority}/fill"),
@@ -77,7 +81,7 @@ def build_week(
     commitment = sampling.commitment(SEED)
     if save_seed:
         seeds_dir.mkdir(parents=True, exist_ok=True)
-        daemon.seed_path(seeds_dir, week, commitment).write_text(SEED.hex() + "\n")
+        Seeds(seeds_dir).path(week, commitment).write_text(SEED.hex() + "\n")
     schedule = sampling.Schedule(week, CADENCE, SEED)
     simulated = pg.simulated_books(TICKS)
     ok_books = []
@@ -121,12 +125,12 @@ def recompute(built: Built, terms: settlement.WeekTerms) -> settlement.WeekResul
 
 def close(
     engine: sa.Engine, built: Built, program: config.Program = PROGRAM, **kw: object
-) -> closing.Outcome:
-    return closing.close_week(
+) -> close_flow.Outcome:
+    return close_flow.close_week(
         engine,
         program,
         now=AFTER,
-        seeds_dir=built.seeds_dir,
+        seeds=Seeds(built.seeds_dir),
         week=WEEK,
         **kw,  # type: ignore[arg-type]
     )
@@ -195,7 +199,7 @@ def test_a_second_close_returns_the_stored_digest(pg_engine: sa.Engine, tmp_path
     assert again.close.digest == first.close.digest
     assert again.result == first.result
     assert count(pg_engine, "week_close_payouts") == rows
-    with pytest.raises(closing.CloseError, match="closed under drift-2023-08"):
+    with pytest.raises(flow_errors.CloseError, match="closed under drift-2023-08"):
         close(pg_engine, built, method="drift-mm-scoring")
 
 
@@ -203,7 +207,7 @@ def test_concurrent_closes_store_one_result(pg_engine: sa.Engine, tmp_path: Path
     """Two closes started together store one result and both return its digest."""
     built = build_week(pg_engine, tmp_path)
     barrier = threading.Barrier(2)
-    outcomes: list[closing.Outcome] = []
+    outcomes: list[close_flow.Outcome] = []
 
     def run() -> None:
         barrier.wait()
@@ -240,13 +244,13 @@ def test_a_week_that_has_not_ended_is_refused_even_forced(
     pg_engine: sa.Engine, tmp_path: Path
 ) -> None:
     """A running week cannot be closed, forced or not, and the default is the last one."""
-    with pytest.raises(closing.WeekNotEndedError, match="has not ended"):
-        closing.close_week(
-            pg_engine, PROGRAM, now=WEEK.end - timedelta(seconds=1), seeds_dir=tmp_path,
+    with pytest.raises(flow_errors.WeekNotEndedError, match="has not ended"):
+        close_flow.close_week(
+            pg_engine, PROGRAM, now=WEEK.end - timedelta(seconds=1), seeds=Seeds(tmp_path),
             week=WEEK, force=True, reason="impatient",
         )  # fmt: skip
     built = build_week(pg_engine, tmp_path)
-    outcome = closing.close_week(pg_engine, PROGRAM, now=AFTER, seeds_dir=built.seeds_dir)
+    outcome = close_flow.close_week(pg_engine, PROGRAM, now=AFTER, seeds=Seeds(built.seeds_dir))
     assert outcome.week == WEEK
 
 
@@ -255,13 +259,13 @@ def test_low_coverage_is_refused_until_forced_with_a_reason(
 ) -> None:
     """Coverage under 95% refuses with what to do; --force needs a reason, which is stored."""
     built = build_week(pg_engine, tmp_path, missed=frozenset({0, 1, 2}))
-    with pytest.raises(closing.CloseRefusedError, match=r"SOL-PERP: 11 of 14 ticks ok") as err:
+    with pytest.raises(flow_errors.CloseRefusedError, match=r"SOL-PERP: 11 of 14 ticks ok") as err:
         close(pg_engine, built)
     assert "--force --reason" in str(err.value)
     dry = close(pg_engine, built, dry_run=True)
     assert any(r.startswith("SOL-PERP: 11 of 14") for r in dry.refusals)
     assert count(pg_engine, "week_closes") == 0
-    with pytest.raises(closing.CloseError, match="needs --reason"):
+    with pytest.raises(flow_errors.CloseError, match="needs --reason"):
         close(pg_engine, built, force=True)
     outcome = close(pg_engine, built, min_coverage=0.75)
     assert not outcome.close.forced
@@ -273,7 +277,7 @@ def test_force_stores_the_reason_and_the_overridden_refusals(
 ) -> None:
     """A forced close keeps its reason and every refusal it overrode."""
     built = build_week(pg_engine, tmp_path, missed=frozenset({3}), finalized=False)
-    with pytest.raises(closing.CloseRefusedError) as err:
+    with pytest.raises(flow_errors.CloseRefusedError) as err:
         close(pg_engine, built)
     assert "not finalized" in str(err.value)
     assert "13 of 14" in str(err.value)
@@ -294,7 +298,7 @@ def test_fill_gaps_and_a_missing_seed_are_refused(pg_engine: sa.Engine, tmp_path
     with pg_engine.begin() as conn:
         gap = dataclasses.replace(built.fills[0], fill_record_id=110, signature=books.key("late"))
         store_fills.write(conn, [gap], watermark=None)
-    with pytest.raises(closing.CloseRefusedError) as err:
+    with pytest.raises(flow_errors.CloseRefusedError) as err:
         close(pg_engine, built)
     message = str(err.value)
     assert "fill record(s) missing" in message
@@ -310,7 +314,7 @@ def test_ticks_off_their_schedule_are_refused(pg_engine: sa.Engine, tmp_path: Pa
         conn.execute(
             sa.text("UPDATE ticks SET taken_at = :late WHERE interval_index = 4"), {"late": late}
         )
-    with pytest.raises(closing.CloseRefusedError, match="not taken at their scheduled instant"):
+    with pytest.raises(flow_errors.CloseRefusedError, match="not taken at their scheduled instant"):
         close(pg_engine, built)
 
 
@@ -369,7 +373,7 @@ def test_a_paused_week_pays_nothing_and_says_why(pg_engine: sa.Engine, tmp_path:
         update={"paused": (config.Pause(week=WEEK, reason="holiday pause"),)}
     )
     # No snapshots at all: a paused week needs no coverage, no seed, no fills.
-    outcome = closing.close_week(pg_engine, program, now=AFTER, seeds_dir=tmp_path, week=WEEK)
+    outcome = close_flow.close_week(pg_engine, program, now=AFTER, seeds=Seeds(tmp_path), week=WEEK)
     assert outcome.result["paused"] is True
     assert outcome.result["pause_reason"] == "holiday pause"
     assert outcome.result["payouts"] == {}
@@ -430,10 +434,10 @@ def test_verify_passes_on_a_closed_week_and_catches_tampering(
 ) -> None:
     """verify-week matches an untouched week and names the first difference after tampering."""
     built = build_week(pg_engine, tmp_path)
-    with pytest.raises(closing.NotClosedError, match="not closed"):
-        closing.verify_week(pg_engine, WEEK)
+    with pytest.raises(flow_errors.NotClosedError, match="not closed"):
+        close_flow.verify_week(pg_engine, WEEK)
     close(pg_engine, built)
-    report = closing.verify_week(pg_engine, WEEK)
+    report = close_flow.verify_week(pg_engine, WEEK)
     assert report.ok, report.difference
     assert (report.books, report.fills) == (TICKS * 3, len(built.fills))
 
@@ -445,17 +449,17 @@ def test_verify_passes_on_a_closed_week_and_catches_tampering(
 
     tamper("UPDATE week_close_payouts SET reward_micro_usdc = reward_micro_usdc + 1"
            " WHERE reward_micro_usdc > 0 AND pool = 'ETH-PERP'")  # fmt: skip
-    report = closing.verify_week(pg_engine, WEEK)
+    report = close_flow.verify_week(pg_engine, WEEK)
     assert report.difference is not None
     assert "week_close_payouts" in report.difference
     tamper("UPDATE week_close_payouts SET reward_micro_usdc = reward_micro_usdc - 1"
            " WHERE reward_micro_usdc > 0 AND pool = 'ETH-PERP'")  # fmt: skip
-    assert closing.verify_week(pg_engine, WEEK).ok
+    assert close_flow.verify_week(pg_engine, WEEK).ok
     tamper(
         "UPDATE snapshots SET oracle_price = oracle_price + 1 WHERE tick_at = "
         "(SELECT min(tick_at) FROM snapshots) AND market_index = 0"
     )
-    report = closing.verify_week(pg_engine, WEEK)
+    report = close_flow.verify_week(pg_engine, WEEK)
     assert report.difference is not None
     assert report.difference.startswith("books_root")
 
@@ -467,7 +471,7 @@ def test_verify_reports_a_changed_fill(pg_engine: sa.Engine, tmp_path: Path) -> 
     with pg_engine.begin() as conn:
         conn.execute(sa.text("SET LOCAL session_replication_role = replica"))
         conn.execute(sa.text("UPDATE fills SET quote_filled = 1 WHERE fill_record_id = 101"))
-    report = closing.verify_week(pg_engine, WEEK)
+    report = close_flow.verify_week(pg_engine, WEEK)
     assert report.difference is not None
     assert report.difference.startswith("fills_digest")
 
@@ -481,7 +485,7 @@ def test_payout_files_hold_every_payout_in_usdc_and_micro_usdc(
     """The CSV and JSON payout files add up to the result, with the digests in the JSON."""
     built = build_week(pg_engine, tmp_path)
     outcome = close(pg_engine, built)
-    csv_path, json_path = closing.write_payout_files(outcome, tmp_path / "out")
+    csv_path, json_path = output.write_payout_files(outcome, tmp_path / "out")
     with csv_path.open() as fh:
         rows = list(csv.DictReader(fh))
     assert {r["authority"]: int(r["total_micro_usdc"]) for r in rows} == outcome.result["payouts"]

@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 from pydantic import SecretStr
 
-from driftsnap import calendar, config, daemon, sampling
+from driftsnap import calendar, config, daemon, parts, sampling
 from driftsnap.scoring import bookfile, scorer
 from driftsnap.simnet import server, truth
 from driftsnap.store import database, migrations, schema, snapshots, weeks
@@ -36,6 +36,8 @@ class SteppedClock:
     """Virtual time: it moves to a sample instant only when the test lets the next tick go, or
     past it to a later time the test names (a stalled process, a clock that jumped)."""
 
+    slot: int | None = None  # like the wall clock, it knows no slot
+
     def __init__(self, start: datetime = START) -> None:
         self._now = start
         self._idle = asyncio.Event()
@@ -44,6 +46,9 @@ class SteppedClock:
 
     def now(self) -> datetime:
         return self._now
+
+    async def start(self, stop: asyncio.Event) -> bool:
+        return not stop.is_set()
 
     async def sleep_until(self, moment: datetime, stop: asyncio.Event) -> bool:
         self._idle.set()
@@ -320,7 +325,7 @@ async def test_sample_instants_verify_against_the_committed_seed_across_a_restar
             record = weeks.record(conn, WEEK)
             assert record is not None
             assert record.seed is None  # still secret until the week close
-            seed = daemon.read_seed(daemon.seeds_directory(settings), WEEK, record.seed_sha256)
+            seed = parts.seed_files(settings).read(WEEK, record.seed_sha256)
             assert seed is not None
             weeks.reveal_seed(conn, WEEK, seed)
             t = schema.ticks
@@ -332,7 +337,7 @@ async def test_sample_instants_verify_against_the_committed_seed_across_a_restar
     assert len(ok) == 4
     assert sampling.verify(WEEK, CADENCE, seed, record.seed_sha256, dict(ok)) == []
     assert sampling.verify(WEEK, CADENCE, sampling.new_seed(), record.seed_sha256, dict(ok))
-    seed_file = daemon.seed_path(daemon.seeds_directory(settings), WEEK, record.seed_sha256)
+    seed_file = parts.seed_files(settings).path(WEEK, record.seed_sha256)
     assert seed_file.stat().st_mode & 0o777 == 0o600
 
 
@@ -357,7 +362,7 @@ async def test_once_takes_its_tick_at_the_committed_instant_so_the_close_can_ver
     finally:
         engine.dispose()
     assert record is not None
-    seed = daemon.read_seed(daemon.seeds_directory(settings), WEEK, record.seed_sha256)
+    seed = parts.seed_files(settings).read(WEEK, record.seed_sha256)
     assert seed is not None
     here = (START - WEEK.start) // CADENCE  # START's interval, or the next if its instant passed
     assert [(i, status) for i, status, _ in rows] in ([(here, "ok")], [(here + 1, "ok")])

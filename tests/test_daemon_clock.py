@@ -17,8 +17,10 @@ import pytest
 import sqlalchemy as sa
 from pydantic import SecretStr
 
-from driftsnap import calendar, config, daemon
+from driftsnap import calendar, config, daemon, parts
 from driftsnap.chain import rpc, snapshot
+from driftsnap.chain.clock import RPS, TIMEOUT_S, ChainClock
+from driftsnap.flows import tick
 from driftsnap.simnet import server
 from tests.soak import truth as soak_truth
 from tests.test_daemon import SteppedClock
@@ -34,9 +36,9 @@ MONDAY = datetime(2026, 11, 16, tzinfo=UTC)  # 2026-W47
 
 
 @contextlib.asynccontextmanager
-async def chain_clock(url: str) -> AsyncIterator[daemon.ChainClock]:
+async def chain_clock(url: str) -> AsyncIterator[ChainClock]:
     settings = config.Settings(rpc_url=SecretStr(url), metrics_port=0)
-    async with daemon.ChainClock.for_settings(settings) as clock:
+    async with parts.chain_clock(settings) as clock:
         assert await clock.start(asyncio.Event())
         yield clock
 
@@ -50,7 +52,7 @@ async def until(condition: Any, timeout_s: float = 10) -> None:
 @contextlib.asynccontextmanager
 async def node_and_clock(
     seed: int, *, slot_ms: int = MINUTE_MS, advance: int = 0
-) -> AsyncIterator[tuple[server.SimnetServer, daemon.ChainClock]]:
+) -> AsyncIterator[tuple[server.SimnetServer, ChainClock]]:
     """A simnet standing still (``advance`` slots in) and a started chain clock on it."""
     async with server.serve("quiet", seed=seed, slot_ms=slot_ms) as node:
         await node.advance(advance)
@@ -164,22 +166,22 @@ async def _stopped_after(waiting: Any, stop: asyncio.Event, seconds: float) -> b
 async def test_a_snapshot_read_before_the_block_in_force_is_rejected() -> None:
     """User accounts read at a slot before the one the clock saw in force are no book."""
     read = snapshot.Snapshot(slot=100, ts=1, books={0: object()})  # type: ignore[dict-item]
-    rejected = daemon._below(read, 103)
+    rejected = tick.below(read, 103)
     assert rejected.rejection == snapshot.Rejection.SLOT_REGRESSION
     assert "before slot 103" in rejected.detail
     assert rejected.books == {}
-    assert daemon._below(read, 100) is read
+    assert tick.below(read, 100) is read
 
 
 async def test_the_clock_reads_with_its_own_client_and_read_methods_only() -> None:
     """The chain clock's client sends nothing outside the read allowlist and has its own budget."""
     settings = config.Settings(rpc_url=SecretStr("http://127.0.0.1:9/?api-key=k"))
-    clock = daemon.ChainClock.for_settings(settings)
+    clock = parts.chain_clock(settings)
     try:
         chosen = clock._client.settings
         assert chosen.max_retries == 0
-        assert chosen.rps == daemon.CHAIN_CLOCK_RPS
-        assert chosen.timeout_s <= daemon.CHAIN_CLOCK_TIMEOUT_S
+        assert chosen.rps == RPS
+        assert chosen.timeout_s <= TIMEOUT_S
         assert {"getSlot", "getBlockTime"} <= rpc.READ_METHODS
     finally:
         await clock.__aexit__(None, None, None)
@@ -270,7 +272,7 @@ async def test_an_instant_the_clock_oversleeps_is_missed_not_sampled_late(
     statuses = [t.status for t in ticks]
     assert statuses.count("ok") >= 2
     assert statuses == sorted(statuses, key=lambda s: s == "ok")
-    assert all(t.reason == daemon.OVERRUN for t in ticks[1:] if t.status == "missed")
+    assert all(t.reason == tick.OVERRUN for t in ticks[1:] if t.status == "missed")
     assert all(t.taken_at == t.at for t in ticks if t.status == "ok")
 
 
@@ -337,5 +339,5 @@ async def test_a_daemon_down_over_monday_leaves_no_interval_of_either_week_witho
     assert statuses[:2] == ["ok", "ok"]
     assert statuses[-2:] == ["ok", "ok"]
     assert set(statuses[2:-2]) == {"missed"}
-    assert {t.reason for t in ticks[2:-2]} == {daemon.NOBODY_SAMPLED}
+    assert {t.reason for t in ticks[2:-2]} == {tick.NOBODY_SAMPLED}
     assert len(ticks) >= 4 + 7 + 5  # Sunday's last 7 or more, Monday's first 5 or more

@@ -19,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 from pydantic import SecretStr
 
-from driftsnap import config, daemon
+from driftsnap import config, daemon, parts
 from driftsnap.errors import ConfigError
 from driftsnap.scoring import methods
 from driftsnap.simnet import server
@@ -104,7 +104,7 @@ def test_run_without_an_rpc_url_prints_the_hint_and_exits_2(tmp_path: Path) -> N
         check=False,
     )
     assert out.returncode == 2
-    assert out.stderr.strip() == f"driftsnap: error: {daemon.RUN_HINT}"
+    assert out.stderr.strip() == f"driftsnap: error: {parts.RUN_HINT}"
 
 
 @pytest.mark.asyncio
@@ -171,7 +171,7 @@ def _write_in_flight(url: sa.URL, deadline_s: float) -> bool:
                         "SELECT 1 FROM pg_stat_activity WHERE application_name = :app"
                         " AND backend_xid IS NOT NULL AND datname = current_database()"
                     ),
-                    {"app": daemon.APPLICATION_NAME},
+                    {"app": parts.APPLICATION_NAME},
                 ).first()
                 conn.rollback()
                 if found is not None:

@@ -14,8 +14,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
-from driftsnap import ingest, protocol
+from driftsnap import protocol
 from driftsnap.chain import errors, rpc
+from driftsnap.flows import fills as fills_flow
 from driftsnap.store import fills as store_fills
 from tests.fills_helpers import lost_to_truncation, settings, simnet, stored, truth_rows
 
@@ -36,12 +37,12 @@ async def test_polls_across_many_slots_store_exactly_the_ground_truth(
     async with simnet("default", seed=11) as (node, client):
         for _ in range(4):
             await node.advance(40)
-            report = await ingest.poll_once(client, pg_engine)
+            report = await fills_flow.poll_once(client, pg_engine)
             assert report.caught_up
             assert report.new_fills == report.fills_seen
         assert stored(pg_engine) == truth_rows(node)
         assert len(stored(pg_engine)) > 100
-        again = await ingest.poll_once(client, pg_engine)
+        again = await fills_flow.poll_once(client, pg_engine)
     assert (again.signatures, again.new_fills) == (0, 0)
     mark = watermark(pg_engine)
     assert mark is not None
@@ -74,8 +75,8 @@ async def test_a_crash_between_batches_loses_nothing_and_doubles_nothing(
                 settings(node.url), event_hooks={"request": [crash_after_40]}
             ) as crashing:
                 with pytest.raises(ExceptionGroup) as caught:
-                    await ingest.poll_once(
-                        crashing, engine, ingest.PollSettings(batch_size=16, concurrency=4)
+                    await fills_flow.poll_once(
+                        crashing, engine, fills_flow.PollSettings(batch_size=16, concurrency=4)
                     )
             assert caught.group_contains(CrashError)
             partial = stored(engine)
@@ -85,10 +86,12 @@ async def test_a_crash_between_batches_loses_nothing_and_doubles_nothing(
         # A new process: a new engine and client, nothing carried over in memory.
         engine = sa.create_engine(pg_url)
         try:
-            first = await ingest.poll_once(client, engine, ingest.PollSettings(max_transactions=7))
+            first = await fills_flow.poll_once(
+                client, engine, fills_flow.PollSettings(max_transactions=7)
+            )
             assert not first.caught_up
             assert first.transactions == 7
-            rest = await ingest.poll_once(client, engine)
+            rest = await fills_flow.poll_once(client, engine)
             assert rest.caught_up
             assert stored(engine) == truth_rows(node)
         finally:
@@ -99,14 +102,14 @@ async def test_a_crash_between_batches_loses_nothing_and_doubles_nothing(
 _SLOW_POLL = """
 import asyncio, sys
 import sqlalchemy as sa
-from driftsnap import ingest
 from driftsnap.chain import rpc
+from driftsnap.flows import fills
 
 async def main() -> None:
     engine = sa.create_engine(sys.argv[2])
     settings = rpc.RpcSettings(sys.argv[1], rps=20)
     async with rpc.Client(settings) as client:
-        await ingest.poll_once(client, engine, ingest.PollSettings(batch_size=5, concurrency=2))
+        await fills.poll_once(client, engine, fills.PollSettings(batch_size=5, concurrency=2))
 
 asyncio.run(main())
 """
@@ -133,7 +136,7 @@ async def test_a_poll_killed_with_sigkill_is_completed_by_the_next(pg_url: sa.UR
             partial = stored(engine)
             assert 10 <= len(partial) < len(truth_rows(node))
             assert set(partial) < set(truth_rows(node))
-            report = await ingest.poll_once(client, engine)
+            report = await fills_flow.poll_once(client, engine)
             assert report.caught_up
             assert stored(engine) == truth_rows(node)
         finally:
@@ -145,10 +148,10 @@ async def test_2500_signatures_between_polls_are_all_found(pg_engine: sa.Engine)
     """A burst of 2,500 transactions in one slot is paged through with ``before``, none lost."""
     async with simnet("quiet", seed=13) as (node, client):
         await node.advance(5)
-        await ingest.poll_once(client, pg_engine)
+        await fills_flow.poll_once(client, pg_engine)
         node.set_faults(signature_burst=2_500)
         await node.advance(2)
-        report = await ingest.poll_once(client, pg_engine)
+        report = await fills_flow.poll_once(client, pg_engine)
     assert report.signatures >= 2_500
     assert report.pages >= 4  # three full pages, one partial and the empty one that ends it
     assert report.caught_up
@@ -163,7 +166,7 @@ async def test_null_transactions_hold_the_watermark_until_they_arrive(
     async with simnet("default", seed=14) as (node, client):
         await node.advance(30)
         node.set_faults(transaction_null_slots=10)
-        held = await ingest.poll_once(client, pg_engine)
+        held = await fills_flow.poll_once(client, pg_engine)
         mark = watermark(pg_engine)
         assert held.null_pending > 0
         assert not held.caught_up
@@ -173,7 +176,7 @@ async def test_null_transactions_hold_the_watermark_until_they_arrive(
         assert mark.slot <= node.sim.slot - 10
         assert all(row[4] <= node.sim.slot - 10 for row in stored(pg_engine))
         node.set_faults(transaction_null_slots=0)
-        done = await ingest.poll_once(client, pg_engine)
+        done = await fills_flow.poll_once(client, pg_engine)
     assert done.caught_up
     assert done.null_pending == 0
     assert stored(pg_engine) == truth_rows(node)
@@ -185,7 +188,7 @@ async def test_429s_are_waited_out_and_nothing_is_lost(pg_engine: sa.Engine) -> 
     async with simnet("quiet", seed=15) as (node, client):
         await node.advance(60)
         node.set_faults(http_429=6, retry_after_s=0)
-        report = await ingest.poll_once(client, pg_engine)
+        report = await fills_flow.poll_once(client, pg_engine)
         assert node.faults.http_429 == 0
     assert report.caught_up
     assert stored(pg_engine) == truth_rows(node)
@@ -198,12 +201,12 @@ async def test_429s_past_the_retries_fail_the_poll_and_keep_the_watermark(
     """When the retries run out the poll raises; the watermark stays where it was."""
     async with simnet("quiet", seed=15, max_retries=1) as (node, client):
         await node.advance(20)
-        await ingest.poll_once(client, pg_engine)
+        await fills_flow.poll_once(client, pg_engine)
         before = watermark(pg_engine)
         await node.advance(20)
         node.set_faults(http_429=50, retry_after_s=0)
         with pytest.raises(errors.RateLimitedError):
-            await ingest.poll_once(client, pg_engine)
+            await fills_flow.poll_once(client, pg_engine)
     assert watermark(pg_engine) == before
 
 
@@ -214,7 +217,7 @@ async def test_truncated_logs_are_flagged_and_reported(pg_engine: sa.Engine) -> 
         await node.advance(5)
         node.set_faults(truncate_logs=12)
         await node.advance(60)
-        report = await ingest.poll_once(client, pg_engine)
+        report = await fills_flow.poll_once(client, pg_engine)
     cut = {
         tx.signature
         for tx in node.sim.ledger.transactions.values()
@@ -258,7 +261,7 @@ async def test_a_poll_waiting_on_the_database_leaves_the_event_loop_free(
         holder.start()
         try:
             assert await asyncio.to_thread(locked.wait, 10)
-            poll = asyncio.create_task(ingest.poll_once(client, pg_engine))
+            poll = asyncio.create_task(fills_flow.poll_once(client, pg_engine))
             beats: list[float] = []
             for _ in range(30):  # 0.6 s of heartbeats while the poll is stuck on the lock
                 beats.append(time.monotonic())

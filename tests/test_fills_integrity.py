@@ -9,8 +9,11 @@ from typing import TYPE_CHECKING
 import pytest
 import sqlalchemy as sa
 
-from driftsnap import ingest
+from driftsnap import protocol
 from driftsnap.calendar import Week
+from driftsnap.flows import close as close_flow
+from driftsnap.flows import fills as fills_flow
+from driftsnap.scoring import fill
 from driftsnap.simnet import model, truth
 from driftsnap.store import fills as store_fills
 from tests.fills_helpers import simnet, stored, truth_rows
@@ -40,8 +43,8 @@ async def test_fills_a_node_never_lists_are_reported_as_gaps(pg_engine: sa.Engin
         # Stop right after the newest transaction is hidden: its fills are the market's last.
         while len(node.sim.unlisted) < 3:
             await node.advance(1)
-        await ingest.poll_once(client, pg_engine)
-        checks = await ingest.check(client, pg_engine)
+        await fills_flow.poll_once(client, pg_engine)
+        checks = await fills_flow.check(client, pg_engine)
     hidden = {
         (f.market_index, f.fill_record_id)
         for s in node.sim.unlisted
@@ -60,13 +63,13 @@ async def test_fills_a_node_never_lists_are_reported_as_gaps(pg_engine: sa.Engin
         inner = {
             (c.market_index, i)
             for w in store_fills.weeks_with_fills(conn)
-            for c in ingest.check_stored(conn, w)
+            for c in store_fills.check(conn, w, program=protocol.DRIFT_PROGRAM_ID)
             for g in c.gaps
             for i in range(g.first, g.last + 1)
         }
     assert inner <= hidden
     with pg_engine.connect() as conn:
-        blockers = ingest.close_blockers(conn, week_of(node.sim.ts), checks)
+        blockers = close_flow.fill_problems(conn, week_of(node.sim.ts), checks)
     assert sum("missing" in b for b in blockers) == len({m for m, _ in hidden})
     assert any("not finalized" in b for b in blockers)
 
@@ -76,8 +79,8 @@ async def test_a_complete_ingest_has_no_gaps(pg_engine: sa.Engine) -> None:
     """With every fill stored, each market's ids are contiguous up to its on-chain counter."""
     async with simnet("default", seed=22) as (node, client):
         await node.advance(60)
-        await ingest.poll_once(client, pg_engine)
-        checks = await ingest.check(client, pg_engine)
+        await fills_flow.poll_once(client, pg_engine)
+        checks = await fills_flow.check(client, pg_engine)
     assert checks
     assert all(c.ok and c.tail_checked for c in checks)
     assert {c.market_index for c in checks} == {f["market_index"] for f in true_fills(node)}
@@ -91,7 +94,7 @@ async def test_self_matches_are_listed_and_left_out_of_volume(pg_engine: sa.Engi
     """A fill between two sub-accounts of one wallet is listed and counts for no volume."""
     async with simnet("default", seed=23) as (node, client):
         await node.advance(200)
-        await ingest.poll_once(client, pg_engine)
+        await fills_flow.poll_once(client, pg_engine)
     fills = true_fills(node)
     week = week_of(int(str(fills[0]["ts"])))
     assert all(week_of(int(str(f["ts"]))) == week for f in fills)
@@ -102,8 +105,8 @@ async def test_self_matches_are_listed_and_left_out_of_volume(pg_engine: sa.Engi
         if not f["self_match"]:
             want[str(f["maker_authority"])] += int(str(f["quote_asset_amount"]))
     with pg_engine.connect() as conn:
-        listed = ingest.self_matches(conn, week)
-        volume = ingest.week_volume(conn, week)
+        listed = store_fills.self_matches(conn, week)
+        volume = store_fills.week_volume(conn, week)
     assert sorted(m.signature for m in listed) == selfish
     assert all(m.maker != m.taker for m in listed)
     assert volume == dict(want)
@@ -114,7 +117,7 @@ async def test_weekly_volume_view_shares_the_pool_by_volume(pg_engine: sa.Engine
     """weekly_volume splits the week's volume pool by maker volume; rows add up to the pool."""
     async with simnet("default", seed=24) as (node, client):
         await node.advance(80)
-        await ingest.poll_once(client, pg_engine)
+        await fills_flow.poll_once(client, pg_engine)
     week = week_of(int(str(true_fills(node)[0]["ts"])))
     pool = 1_500_000_000
     with pg_engine.begin() as conn:
@@ -125,7 +128,7 @@ async def test_weekly_volume_view_shares_the_pool_by_volume(pg_engine: sa.Engine
             [{"i": i, "n": m.name} for i, m in node.sim.markets.items() if i != 2],
         )
         rows = store_fills.volume_rows(conn, week)
-        volume = ingest.week_volume(conn, week)
+        volume = store_fills.week_volume(conn, week)
         live = conn.execute(sa.text("SELECT count(*) FROM live_volume")).scalar_one()
     per_authority: collections.Counter[str] = collections.Counter()
     for r in rows:
@@ -150,14 +153,14 @@ async def test_finalize_records_a_week_once_the_finalized_pass_covers_it(
     async with simnet("quiet", seed=25, slot_ms=HOUR_MS) as (node, client):
         week = week_of(node.sim.ts)
         await node.advance(40)
-        await ingest.poll_once(client, pg_engine)
-        early = await ingest.finalize(client, pg_engine, week)
+        await fills_flow.poll_once(client, pg_engine)
+        early = await fills_flow.finalize(client, pg_engine, week)
         assert not early.finality.finalized
         assert not early.finality.covered  # the week has not ended yet
         await node.advance(150)  # past Monday 00:00 UTC
-        await ingest.poll_once(client, pg_engine)
+        await fills_flow.poll_once(client, pg_engine)
         # A fill confirmed once but never finalized (its fork was dropped).
-        orphan = store_fills.Fill(
+        orphan = fill.Fill(
             market_type="perp", market_index=0, fill_record_id=10**12, signature="orphan",
             event_index=0, slot=node.sim.slot - 100, block_time=node.sim.ts_at(
                 node.sim.slot - 100), maker=None, maker_authority=None, taker=None,
@@ -167,20 +170,20 @@ async def test_finalize_records_a_week_once_the_finalized_pass_covers_it(
         assert week_of(orphan.block_time) == week
         with pg_engine.begin() as conn:
             store_fills.write(conn, [orphan], watermark=None)
-        refused = await ingest.finalize(client, pg_engine, week)
+        refused = await fills_flow.finalize(client, pg_engine, week)
         assert refused.finality.covered
         assert not refused.finality.finalized
         assert refused.finality.unconfirmed_signatures == ("orphan",)
         with pg_engine.begin() as conn:
             conn.execute(sa.text("DELETE FROM fills WHERE signature = 'orphan'"))
-        final = await ingest.finalize(client, pg_engine, week)
+        final = await fills_flow.finalize(client, pg_engine, week)
     in_week = [f for f in true_fills(node) if week_of(int(str(f["ts"]))) == week]
     assert final.finality.finalized
     assert final.finality.fills == len(in_week) > 0
     with pg_engine.connect() as conn:
         assert store_fills.finalized(conn, week)
         assert not store_fills.finalized(conn, week.next())
-        assert ingest.close_blockers(conn, week) == []
+        assert close_flow.fill_problems(conn, week) == []
         left = conn.execute(
             sa.text(
                 "SELECT count(*) FROM fills WHERE commitment = 'confirmed' AND block_time < :e"
@@ -198,21 +201,21 @@ async def test_the_programs_maker_volume_agrees_with_the_ingested_fills(
     async with simnet("default", seed=26) as (node, client):
         wallets = sorted(str(a) for a in node.sim.sub_accounts)
         await node.advance(40)
-        await ingest.poll_once(client, pg_engine)
-        first = await ingest.sample_maker_volume(client, pg_engine, wallets)
+        await fills_flow.poll_once(client, pg_engine)
+        first = await fills_flow.sample_maker_volume(client, pg_engine, wallets)
         await node.advance(60)
-        await ingest.poll_once(client, pg_engine)
-        second = await ingest.sample_maker_volume(client, pg_engine, wallets)
+        await fills_flow.poll_once(client, pg_engine)
+        second = await fills_flow.sample_maker_volume(client, pg_engine, wallets)
         node.set_faults(unlist_transactions=1)
         while not node.sim.unlisted:
             await node.advance(1)
         await node.advance(10)
-        await ingest.poll_once(client, pg_engine)
-        third = await ingest.sample_maker_volume(client, pg_engine, wallets)
+        await fills_flow.poll_once(client, pg_engine)
+        third = await fills_flow.sample_maker_volume(client, pg_engine, wallets)
     with pg_engine.connect() as conn:
         agreed = store_fills.cross_check(conn, first, second)
-        clean = ingest.cross_check(conn, first, second, relative=0.0, absolute=1_000_000)
-        flagged = ingest.cross_check(conn, second, third, relative=0.0, absolute=1_000_000)
+        clean = fills_flow.cross_check(conn, first, second, relative=0.0, absolute=1_000_000)
+        flagged = fills_flow.cross_check(conn, second, third, relative=0.0, absolute=1_000_000)
     assert {c.authority for c in agreed} == set(wallets)  # every wallet has its UserStats
     assert sum(c.ingested for c in agreed) > 0
     assert any(c.decay_estimate > 0 for c in agreed)

@@ -16,8 +16,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from driftsnap import ingest
 from driftsnap.chain import rpc
+from driftsnap.flows import fills as fills_flow
 from driftsnap.simnet import server
 from tests import fills_helpers as h
 
@@ -96,10 +96,10 @@ def test_random_faults_and_restarts_end_with_the_exact_ground_truth(
         def poll(self, limit: int | None) -> None:
             assert self.client is not None
             self.runner.run(
-                ingest.poll_once(
+                fills_flow.poll_once(
                     self.client,
                     self.engine,
-                    ingest.PollSettings(max_transactions=limit, batch_size=10),
+                    fills_flow.PollSettings(max_transactions=limit, batch_size=10),
                 )
             )
 
@@ -118,8 +118,8 @@ def test_random_faults_and_restarts_end_with_the_exact_ground_truth(
                 settings_ = h.settings(self.sim_node.url)
                 async with rpc.Client(settings_, event_hooks={"request": [crash]}) as client:
                     try:
-                        await ingest.poll_once(
-                            client, self.engine, ingest.PollSettings(batch_size=8)
+                        await fills_flow.poll_once(
+                            client, self.engine, fills_flow.PollSettings(batch_size=8)
                         )
                     except* CrashError:
                         pass  # the process died; what it committed is all that remains
@@ -143,7 +143,7 @@ def test_random_faults_and_restarts_end_with_the_exact_ground_truth(
             try:
                 if self.node is not None and self.client is not None:
                     self.node.set_faults(transaction_null_slots=0, http_429=0)
-                    report = self.runner.run(ingest.poll_once(self.client, self.engine))
+                    report = self.runner.run(fills_flow.poll_once(self.client, self.engine))
                     assert report.caught_up
                     lost = h.lost_to_truncation(self.node)
                     assert h.stored(self.engine) == h.truth_rows(self.node, lost=lost)

@@ -13,10 +13,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from PIL import Image
 
-from driftsnap import calendar, cli, closing, config
-from driftsnap.scoring import methods, scorer, settlement
+from driftsnap import calendar, cli, config
+from driftsnap.flows import close as close_flow
+from driftsnap.scoring import fill, methods, scorer, settlement
 from driftsnap.store import closes, makers, queries, snapshots
 from driftsnap.store import fills as store_fills
+from driftsnap.store.seeds import Seeds
 from driftsnap.weekreport import charts
 from tests import books, pg
 from tests.test_cli_store import run
@@ -41,7 +43,7 @@ def _hostile(engine: sa.Engine, built: Built, week: calendar.Week) -> str:
     maker = sorted({o.authority for o in built.books[0][0].orders})[0]
     at = int((week.start + timedelta(hours=30)).timestamp())
     fills = [
-        store_fills.Fill(
+        fill.Fill(
             market_type="spot", market_index=7, fill_record_id=1 + i,
             signature=books.key(f"hostile-sig-{i}"), event_index=0, slot=5_000 + i,
             block_time=at + i, maker=books.key("hostile/0"), maker_authority=HOSTILE_AUTHORITY,
@@ -59,9 +61,9 @@ def _hostile(engine: sa.Engine, built: Built, week: calendar.Week) -> str:
     return maker
 
 
-def _close(engine: sa.Engine, built: Built, week: calendar.Week) -> closing.Outcome:
-    return closing.close_week(
-        engine, PROGRAM, now=week.end + timedelta(minutes=30), seeds_dir=built.seeds_dir,
+def _close(engine: sa.Engine, built: Built, week: calendar.Week) -> close_flow.Outcome:
+    return close_flow.close_week(
+        engine, PROGRAM, now=week.end + timedelta(minutes=30), seeds=Seeds(built.seeds_dir),
         week=week,
     )  # fmt: skip
 
@@ -133,7 +135,7 @@ def test_report_shows_the_stored_close_exactly(
     assert doc["week"] == str(PAST)
 
     # Payouts: the close's table, every micro-USDC.
-    _, table = closing.payout_table(outcome.result)
+    _, table = close_flow.payout_table(outcome.result)
     assert {p["authority"]: p["total_micro_usdc"] for p in doc["payouts"]} == (
         outcome.result["payouts"]
     )
@@ -197,8 +199,8 @@ def test_uptime_counts_snapshots_quoted_on_both_sides(
 ) -> None:
     """Two-sided uptime is what the books give: both sides within the brackets, per snapshot."""
     built = build_week(pg_engine, tmp_path, week=PAST, missed=frozenset({3}))
-    closing.close_week(
-        pg_engine, PROGRAM, now=AFTER, seeds_dir=built.seeds_dir, week=PAST, min_coverage=0.9
+    close_flow.close_week(
+        pg_engine, PROGRAM, now=AFTER, seeds=Seeds(built.seeds_dir), week=PAST, min_coverage=0.9
     )
     out = tmp_path / "report"
     assert cli.main(["report", "--week", str(PAST), "--out", str(out)]) == 0
@@ -322,8 +324,8 @@ def test_sub_accounts_add_up_under_a_method_keyed_by_user(
 ) -> None:
     """Closed under drift-mm-scoring (makers are User accounts), a wallet's page sums them."""
     built = build_week(pg_engine, tmp_path, week=PAST)
-    outcome = closing.close_week(
-        pg_engine, PROGRAM, now=AFTER, seeds_dir=built.seeds_dir, week=PAST,
+    outcome = close_flow.close_week(
+        pg_engine, PROGRAM, now=AFTER, seeds=Seeds(built.seeds_dir), week=PAST,
         method=methods.DRIFT_MM_SCORING.name,
     )  # fmt: skip
     users: dict[str, set[str]] = {}
@@ -370,7 +372,7 @@ def test_a_paused_week_reports_nothing_paid(
     program = PROGRAM.model_copy(
         update={"paused": (config.Pause(week=PAST, reason="holiday pause"),)}
     )
-    outcome = closing.close_week(pg_engine, program, now=AFTER, seeds_dir=tmp_path, week=PAST)
+    outcome = close_flow.close_week(pg_engine, program, now=AFTER, seeds=Seeds(tmp_path), week=PAST)
     out = tmp_path / "report"
     assert cli.main(["report", "--week", str(PAST), "--out", str(out)]) == 0
     doc = json.loads((out / "report.json").read_text())
@@ -400,8 +402,8 @@ def test_a_week_not_closed_is_refused_unless_provisional(
     assert cli.main(["report", "--week", str(PAST), "--out", str(out), "--provisional"]) == 0
     assert "PROVISIONAL" in capsys.readouterr().out
     doc = json.loads((out / "report.json").read_text())
-    dry = closing.close_week(
-        pg_engine, PROGRAM, now=AFTER, seeds_dir=tmp_path / "seeds", week=PAST, dry_run=True
+    dry = close_flow.close_week(
+        pg_engine, PROGRAM, now=AFTER, seeds=Seeds(tmp_path / "seeds"), week=PAST, dry_run=True
     )
     assert doc["provisional"] is True
     assert doc["close"]["digest"] == dry.close.digest

@@ -20,8 +20,9 @@ import pytest
 import sqlalchemy as sa
 from pydantic import SecretStr
 
-from driftsnap import calendar, closing, config, daemon
+from driftsnap import calendar, config, daemon, parts
 from driftsnap.chain import snapshot
+from driftsnap.flows import close as close_flow
 from driftsnap.scoring import digest, methods
 from driftsnap.simnet import scenarios, server
 from driftsnap.store import schema
@@ -106,9 +107,9 @@ async def test_a_simulated_week_closes_to_what_the_ground_truth_pays(
         assert max(lag) <= snapshot.SnapshotSettings().max_slot_gap
         assert lag.count(0) >= 0.9 * len(ok)
 
-        outcome = closing.close_week(
+        outcome = close_flow.close_week(
             engine, PROGRAM, now=WEEK.end + timedelta(hours=1),
-            seeds_dir=daemon.seeds_directory(settings), week=WEEK,
+            seeds=parts.seed_files(settings), week=WEEK,
         )  # fmt: skip
         assert outcome.stored
         assert not outcome.close.forced
@@ -131,13 +132,13 @@ async def test_a_simulated_week_closes_to_what_the_ground_truth_pays(
         truth_fills = soak_truth.truth_fill_facts(sim, WEEK.start, WEEK.end)
         assert sorted(stored_fills, key=lambda f: f.key) == sorted(truth_fills, key=lambda f: f.key)
 
-        again = closing.close_week(
+        again = close_flow.close_week(
             engine, PROGRAM, now=WEEK.end + timedelta(days=1),
-            seeds_dir=daemon.seeds_directory(settings), week=WEEK,
+            seeds=parts.seed_files(settings), week=WEEK,
         )  # fmt: skip
         assert again.already
         assert again.close.digest == outcome.close.digest
-        verified = closing.verify_week(engine, WEEK)
+        verified = close_flow.verify_week(engine, WEEK)
         assert verified.ok, verified.difference
         assert verified.digest == outcome.close.digest
         assert methods.get(outcome.close.method) == methods.get(PROGRAM.method)

@@ -1,6 +1,6 @@
 """Maker fills from the chain: signatures of the Drift program, their transactions, their events.
 
-Reading is split in three steps, so the caller (:mod:`driftsnap.ingest`) can commit in between:
+Reading is split in three steps, so the caller (:mod:`driftsnap.flows.fills`) can commit in between:
 
 1. :func:`new_signatures` pages ``getSignaturesForAddress`` backwards with ``before`` from the head
    down to a known signature (``until``), and returns what is new **oldest first**. Paging goes on
@@ -36,6 +36,7 @@ from solders.pubkey import Pubkey
 
 from driftsnap import logs, protocol
 from driftsnap.chain import accounts, errors, idl, markets, users
+from driftsnap.scoring import fill
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
@@ -47,7 +48,7 @@ log = logs.get(__name__)
 # driftpy's log parser is untyped; it is used through this one name.
 _parser: Any = driftpy_parse
 
-Commitment = Literal["confirmed", "finalized"]
+Commitment = fill.Commitment
 MAX_SIGNATURES: Final = 1000  # getSignaturesForAddress's largest page
 MAX_MULTIPLE_ACCOUNTS: Final = 100
 TRUNCATED: Final = "Log truncated"
@@ -64,29 +65,6 @@ class SignatureInfo:
 
 
 @dataclass(frozen=True, slots=True)
-class Fill:
-    """One ``OrderActionRecord`` with action ``Fill``, where it was found, as the program wrote it.
-
-    ``maker`` is ``None`` when the taker was filled by the AMM; ``quote_filled`` is in
-    QUOTE_PRECISION and ``maker_fee`` is negative for a rebate.
-    """
-
-    market_type: Literal["perp", "spot"]
-    market_index: int
-    fill_record_id: int
-    signature: str
-    event_index: int
-    slot: int
-    block_time: int
-    maker: str | None
-    taker: str | None
-    base_filled: int
-    quote_filled: int
-    maker_fee: int | None
-    action_explanation: str
-
-
-@dataclass(frozen=True, slots=True)
 class Transaction:
     """What one transaction holds for driftsnap."""
 
@@ -95,7 +73,7 @@ class Transaction:
     block_time: int
     failed: bool
     truncated: bool
-    fills: tuple[Fill, ...]
+    fills: tuple[fill.Fill, ...]
     decode_errors: int = 0
 
 
@@ -268,10 +246,10 @@ def parse(signature: str, answer: Json) -> Transaction:
         return Transaction(signature, slot, block, True, truncated, ())
     events, decode_errors = _events_of(signature, lines)
     fills = [
-        fill
+        record
         for index, event in events
         if event.name == "OrderActionRecord"
-        and (fill := _fill(event.data, signature=signature, index=index, slot=slot, block=block))
+        and (record := _fill(event.data, signature=signature, index=index, slot=slot, block=block))
         is not None
     ]
     return Transaction(signature, slot, block, False, truncated, tuple(fills), decode_errors)
@@ -323,13 +301,13 @@ def _events_of(signature: str, lines: list[Json]) -> tuple[list[tuple[int, Any]]
     return found, decode_errors
 
 
-def _fill(data: Any, *, signature: str, index: int, slot: int, block: int) -> Fill | None:
+def _fill(data: Any, *, signature: str, index: int, slot: int, block: int) -> fill.Fill | None:
     if type(data.action).__name__ != "Fill" or data.fill_record_id is None:
         return None
     market_type: Literal["perp", "spot"] = (
         "spot" if type(data.market_type).__name__ == "Spot" else "perp"
     )
-    return Fill(
+    return fill.Fill(
         market_type=market_type,
         market_index=int(data.market_index),
         fill_record_id=int(data.fill_record_id),

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 
 from driftsnap import calendar, logs
+from driftsnap.scoring import fill
 from driftsnap.store import database, schema
 
 if TYPE_CHECKING:
@@ -34,30 +35,8 @@ if TYPE_CHECKING:
 
 log = logs.get(__name__)
 
-Commitment = Literal["confirmed", "finalized"]
+Commitment = fill.Commitment
 MarketKey = tuple[str, int]  # (market_type, market_index)
-
-
-@dataclass(frozen=True, slots=True)
-class Fill:
-    """One fill as stored; pubkeys in base58, ``block_time`` in unix seconds."""
-
-    market_type: str
-    market_index: int
-    fill_record_id: int
-    signature: str
-    event_index: int
-    slot: int
-    block_time: int
-    maker: str | None
-    maker_authority: str | None
-    taker: str | None
-    taker_authority: str | None
-    base_filled: int
-    quote_filled: int
-    maker_fee: int | None
-    action_explanation: str
-    commitment: Commitment = "confirmed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +101,7 @@ def set_watermark(conn: sa.Connection, mark: Watermark) -> None:
 
 def write(
     conn: sa.Connection,
-    rows: Sequence[Fill],
+    rows: Sequence[fill.Fill],
     *,
     watermark: Watermark | None,
     truncated: Sequence[Truncated] = (),
@@ -212,7 +191,7 @@ ON CONFLICT (market_type, market_index, fill_record_id) DO NOTHING
 """
 
 
-def _write_fills(cur: psycopg.Cursor[Any], rows: Sequence[Fill]) -> int:
+def _write_fills(cur: psycopg.Cursor[Any], rows: Sequence[fill.Fill]) -> int:
     cur.execute(_BATCH)
     with cur.copy("COPY fill_batch FROM STDIN (FORMAT BINARY)") as copy:
         copy.set_types(

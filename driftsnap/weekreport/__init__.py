@@ -31,8 +31,9 @@ import tempfile
 import time
 from typing import TYPE_CHECKING, Any
 
-from driftsnap import closing, logs
-from driftsnap.store import closes, series
+from driftsnap import logs
+from driftsnap.flows import close
+from driftsnap.store import closes, database, series
 from driftsnap.weekreport import document, page
 from driftsnap.weekreport.errors import MakerNotFoundError, ReportError
 
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     import sqlalchemy as sa
 
     from driftsnap import calendar, config
+    from driftsnap.store.seeds import Seeds
 
 __all__ = ["DEFAULT_TOP", "MakerNotFoundError", "ReportError", "outcome", "prepare", "write"]
 
@@ -71,18 +73,15 @@ def outcome(
     now: datetime,
     provisional: bool = False,
     program: config.Program | None = None,
-    seeds_dir: Path | None = None,
+    seeds: Seeds | None = None,
     default_method: str | None = None,
-) -> closing.Outcome:
+) -> close.Outcome:
     """The stored close of ``week``; or, if it is not closed and ``provisional``, a dry run."""
-    with engine.connect() as conn:
+    with database.connect(engine) as conn:
         done = closes.stored(conn, week)
         known = series.weeks_with_data(conn)
     if done is not None:
-        return closing.Outcome(
-            week, done, json.loads(done.result_json), stored=False, already=True,
-            source="stored", ms=0.0,
-        )  # fmt: skip
+        return close.stored_outcome(done)
     if week not in known:
         listed = ", ".join(map(str, known[-6:])) or "none"
         raise ReportError(
@@ -99,17 +98,22 @@ def outcome(
             f"week {week} has not ended ({week.end.isoformat()}): even a provisional report "
             f"needs the whole week; `driftsnap scores --week {week}` shows it so far"
         )
-    if program is None or seeds_dir is None:
-        raise ValueError("a provisional report needs the program and the seeds directory")
-    return closing.close_week(
-        engine, program, now=now, seeds_dir=seeds_dir, week=week,
-        default_method=default_method, dry_run=True,
-    )  # fmt: skip
+    if program is None or seeds is None:
+        raise ValueError("a provisional report needs the program and the seed files")
+    return close.close_week(
+        engine,
+        program,
+        now=now,
+        seeds=seeds,
+        week=week,
+        default_method=default_method,
+        dry_run=True,
+    )
 
 
 def write(
     engine: sa.Engine,
-    result: closing.Outcome,
+    result: close.Outcome,
     out: Path,
     *,
     maker: str | None = None,
@@ -117,7 +121,7 @@ def write(
 ) -> dict[str, Any]:
     """Write the report of ``result`` into ``out`` (see the module docstring); its document."""
     started = time.perf_counter()
-    with engine.connect() as conn:
+    with database.connect(engine) as conn:
         doc = document.build(conn, result, maker=maker, top=top)
     # matplotlib takes a second to import: only this command pays for it.
     from driftsnap.weekreport import charts  # noqa: PLC0415
@@ -133,9 +137,13 @@ def write(
     _write_text(out / "report.json", json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
     _write_text(out / "index.html", page.render(doc))
     log.info(
-        "report_written", week=doc["week"], out=str(out), charts=len(doc["charts"]),
-        provisional=doc["provisional"], ms=_ms(started),
-    )  # fmt: skip
+        "report_written",
+        week=doc["week"],
+        out=str(out),
+        charts=len(doc["charts"]),
+        provisional=doc["provisional"],
+        ms=_ms(started),
+    )
     return doc
 
 

@@ -1,9 +1,10 @@
 """The report's figures as one JSON document (``report.json``), which the page and charts render.
 
 Every money figure, weight and share comes from the close's result (the stored ``week_closes``
-row, or a dry run's for a provisional report): payouts by :func:`driftsnap.closing.payout_table`,
-shares as the exact ``weight / sum of the participants' weights`` of spec 3-4 (the close stores
-weights and rewards, not shares), rounded once to a float. What the close does not hold (the time
+row, or a dry run's for a provisional report): payouts by
+:func:`driftsnap.flows.close.payout_table`, shares as the exact ``weight / sum of the
+participants' weights`` of spec 3-4 (the close stores weights and rewards, not shares), rounded
+once to a float. What the close does not hold (the time
 series, two-sided uptime, coverage, self-matches) is read from the week's stored snapshots and
 fills, which the database keeps immutable once the week is closed.
 """
@@ -16,7 +17,8 @@ from datetime import UTC
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
-from driftsnap import calendar, closing, logs
+from driftsnap import calendar, logs
+from driftsnap.flows import close
 from driftsnap.scoring import methods, payouts, settlement
 from driftsnap.store import closes, makers, queries, series
 from driftsnap.store import fills as store_fills
@@ -49,7 +51,7 @@ _WITHIN_LEVELS = "in one of the method's ranked price levels (spec 2.2)"
 @dataclass
 class _Context:
     conn: sa.Connection
-    outcome: closing.Outcome
+    outcome: close.Outcome
     method: methods.Method
     method_id: int | None
     names: dict[str, str]
@@ -65,7 +67,7 @@ class _Context:
 
 
 def build(
-    conn: sa.Connection, outcome: closing.Outcome, *, maker: str | None, top: int
+    conn: sa.Connection, outcome: close.Outcome, *, maker: str | None, top: int
 ) -> dict[str, Any]:
     """The report document of ``outcome``'s week (``maker``: with that authority's section)."""
     started = time.perf_counter()
@@ -82,7 +84,7 @@ def build(
     matches = _self_matches(ctx)
     pools = [_pool(ctx, p, uptime) for p in result["pools"] if p["market"] != settlement.VOLUME]
     volume = next(p for p in result["pools"] if p["market"] == settlement.VOLUME)
-    markets, rows = closing.payout_table(result)
+    markets, rows = close.payout_table(result)
     doc: dict[str, Any] = {
         "format": FORMAT,
         "week": str(outcome.week),
@@ -143,7 +145,7 @@ def _ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 1)
 
 
-def _closed(outcome: closing.Outcome) -> bool:
+def _closed(outcome: close.Outcome) -> bool:
     """Stored by this run or before it; a dry run of a week not closed is neither."""
     return outcome.stored or outcome.already
 

@@ -43,11 +43,14 @@ from typing import TYPE_CHECKING, Any, Final
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
-from driftsnap import calendar, closing, config, ingest
+from driftsnap import calendar, config
 from driftsnap.chain import rpc
+from driftsnap.flows import close as close_flow
+from driftsnap.flows import fills as fills_flow
 from driftsnap.scoring import methods
 from driftsnap.simnet import scenarios, server
 from driftsnap.store import database, migrations, schema
+from driftsnap.store.seeds import Seeds
 from tests.soak import truth as soak_truth
 
 if TYPE_CHECKING:
@@ -561,7 +564,7 @@ class Campaign:
         try:
             async with rpc.Client(rpc.RpcSettings(url=self.node.url)) as client:
                 after = self.plan.week.next()
-                checks = await ingest.check(client, engine, after)
+                checks = await fills_flow.check(client, engine, after)
         finally:
             engine.dispose()
         self.gaps = {
@@ -642,8 +645,8 @@ class Campaign:
         plan, sim, f = self.plan, self.node.sim, self.figures
         program = config.load_program()
         seeds = self.workdir / "data" / "seeds"
-        outcome = closing.close_week(
-            engine, program, now=plan.end, seeds_dir=seeds, week=plan.week, min_coverage=0.0
+        outcome = close_flow.close_week(
+            engine, program, now=plan.end, seeds=Seeds(seeds), week=plan.week, min_coverage=0.0
         )
         if outcome.close.forced or outcome.close.seed is None:
             f.problems.append("the close was forced or revealed no seed")
@@ -655,12 +658,12 @@ class Campaign:
         f.close_books, f.close_fills = outcome.close.books, outcome.close.fills
         if f.close_digest != f.truth_digest:
             f.problems.append("the close's digest is not the one recomputed from the truth")
-        again = closing.close_week(
-            engine, program, now=plan.end, seeds_dir=seeds, week=plan.week, min_coverage=0.0
+        again = close_flow.close_week(
+            engine, program, now=plan.end, seeds=Seeds(seeds), week=plan.week, min_coverage=0.0
         )
         if not again.already or again.close.digest != outcome.close.digest:
             f.problems.append("closing again did not return the stored close")
-        verified = closing.verify_week(engine, plan.week)
+        verified = close_flow.verify_week(engine, plan.week)
         f.verified = verified.ok
         if not verified.ok:
             f.problems.append(f"verify-week: {verified.difference}")

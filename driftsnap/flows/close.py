@@ -1,16 +1,10 @@
-"""The week close: the wiring of the program, the stored week and the scoring spec into one result.
+"""The week close: the program, the stored week and the scoring spec joined into one result.
 
-``driftsnap close-week`` calls :func:`close_week`, ``driftsnap verify-week`` :func:`verify_week`.
-Errors (exit 1 unless said)::
+``driftsnap close-week`` calls :func:`close_week`, ``driftsnap verify-week`` :func:`verify_week`,
+``driftsnap forfeit`` :func:`forfeit`; the week report reads an :class:`Outcome` and
+:func:`payout_table`. The errors are drawn in :mod:`driftsnap.flows.errors`.
 
-    DriftsnapError
-    ├── CloseError              the week cannot be closed as asked; the message says what to do
-    │   ├── WeekNotEndedError   the week is still running: it cannot be forced
-    │   ├── CloseRefusedError   preconditions not met; --force --reason TEXT overrides them
-    │   └── NotClosedError      verify-week of a week that was never closed
-    └── InputError              (exit 2) a bad authority pubkey or month
-
-Close, in one transaction under the close lock (:func:`driftsnap.store.close.lock`):
+Close, in one transaction under the close lock (:func:`driftsnap.store.locks.lock_close`):
 
 1. a week already closed returns its stored result (a second or concurrent run changes nothing);
 2. the week must have ended; then the **refusals**: fill gaps, fills not finalized or without a
@@ -33,55 +27,35 @@ that operators record between releases (``driftsnap makers`` / ``driftsnap forfe
 
 from __future__ import annotations
 
-import csv
 import json
 import time
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from solders.pubkey import Pubkey
-
-from driftsnap import calendar, config, daemon, ingest, logs, sampling
-from driftsnap.errors import DriftsnapError, InputError
-from driftsnap.scoring import digest, methods, payouts, scorer, settlement
-from driftsnap.store import closes, locks, makers, queries, weeks
+from driftsnap import calendar, config, logs, protocol, sampling
+from driftsnap.errors import InputError
+from driftsnap.flows.errors import (
+    CloseError,
+    CloseRefusedError,
+    NotClosedError,
+    WeekNotEndedError,
+)
+from driftsnap.scoring import digest, methods, scorer, settlement
+from driftsnap.store import closes, database, fills, locks, makers, queries, weeks
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Sequence
     from datetime import datetime
-    from pathlib import Path
 
     import sqlalchemy as sa
+
+    from driftsnap.store.seeds import Seeds
 
 
 log = logs.get(__name__)
 
 DEFAULT_MIN_COVERAGE = config.DEFAULT_CLOSE_MIN_COVERAGE
-
-
-class CloseError(DriftsnapError):
-    """The week cannot be closed as asked (exit 1); the message says what to do."""
-
-
-class WeekNotEndedError(CloseError):
-    """The week is still running (or in the future)."""
-
-
-class CloseRefusedError(CloseError):
-    """Preconditions are not met; ``--force --reason TEXT`` overrides them."""
-
-    def __init__(self, week: calendar.Week, reasons: list[str]) -> None:
-        self.reasons = reasons
-        lines = "; ".join(reasons)
-        super().__init__(
-            f"week {week} cannot be closed: {lines} (fix these, or close anyway with "
-            f"--force --reason TEXT, which is stored with the result)"
-        )
-
-
-class NotClosedError(CloseError):
-    """verify-week of a week that has no stored close."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +70,13 @@ class Outcome:
     source: str  # "accumulators" | "books" | "stored"
     ms: float
     refusals: tuple[str, ...] = ()  # a dry run's: what a real close would refuse over
+
+
+def stored_outcome(done: closes.Close, *, ms: float = 0.0) -> Outcome:
+    """The :class:`Outcome` of a week closed before: its stored close and result."""
+    week = calendar.Week.containing(done.week_start)
+    result = json.loads(done.result_json)
+    return Outcome(week, done, result, stored=False, already=True, source="stored", ms=ms)
 
 
 # ---------------------------------------------------------------------------- terms
@@ -135,19 +116,19 @@ def _terms_from(doc: dict[str, Any], week: calendar.Week) -> settlement.WeekTerm
 
 
 def _seed(
-    conn: sa.Connection, week: calendar.Week, seeds_dir: Path
+    conn: sa.Connection, week: calendar.Week, seeds: Seeds
 ) -> tuple[weeks.WeekRecord | None, bytes | None, list[str]]:
     """The week's commitment, its seed if it can be revealed, and what is wrong."""
     record = weeks.record(conn, week)
     if record is None:
         return None, None, [f"week {week} has no sampling commitment (was the daemon running?)"]
-    seed = record.seed or daemon.read_seed(seeds_dir, week, record.seed_sha256)
+    seed = record.seed or seeds.read(week, record.seed_sha256)
     if seed is None:
         return (
             record,
             None,
             [
-                f"the sampling seed of {week} is not revealed and not in {seeds_dir}: run "
+                f"the sampling seed of {week} is not revealed and not in {seeds.directory}: run "
                 f"close-week with the daemon's data directory (DRIFTSNAP_DATA_DIR)"
             ],
         )
@@ -193,22 +174,48 @@ def _coverage(
     return out
 
 
+def fill_problems(
+    conn: sa.Connection,
+    week: calendar.Week,
+    checks: Sequence[fills.MarketCheck] | None = None,
+    *,
+    program: str = protocol.DRIFT_PROGRAM_ID,
+) -> list[str]:
+    """Why ``week``'s volume cannot be paid yet (empty: it can): fill record ids missing, fills
+    not finalized, or fills whose maker's authority is unknown.
+
+    ``checks`` are ``driftsnap fills check``'s results when the chain was asked (they see gaps
+    at the newest end too); without them the stored fills are checked.
+    """
+    if checks is None:
+        checks = fills.check(conn, week, program=program)
+    reasons = [
+        f"{c.market or f'{c.market_type} {c.market_index}'}: {c.missing} fill record(s) missing "
+        f"({', '.join(f'{g.first}..{g.last}' for g in c.gaps)}) (run `driftsnap fills check`)"
+        for c in checks
+        if c.week == str(week) and not c.ok
+    ]
+    if not fills.finalized(conn, week):
+        reasons.append(f"the fills of {week} are not finalized (run the finalized pass)")
+    unknown = fills.unattributed(conn, week)
+    if unknown:
+        reasons.append(f"{unknown} fill(s) have a maker whose authority is unknown")
+    return reasons
+
+
 def refusals(
     conn: sa.Connection,
     week: calendar.Week,
     t: settlement.WeekTerms,
     *,
     min_coverage: float,
-    seeds_dir: Path,
+    seeds: Seeds,
 ) -> tuple[list[str], bytes | None]:
     """Why ``week`` cannot be closed (empty: it can), and its seed when it can be revealed."""
     reasons: list[str] = []
     if t.volume_pool > 0 and not t.paused:
-        reasons += [
-            r + (" (run `driftsnap fills check`)" if "missing" in r else "")
-            for r in ingest.close_blockers(conn, week)
-        ]
-    record, seed, seed_problems = _seed(conn, week, seeds_dir)
+        reasons += fill_problems(conn, week)
+    record, seed, seed_problems = _seed(conn, week, seeds)
     if any(closes.ok_snapshots(conn, week).values()):
         reasons += seed_problems
     reasons += _coverage(conn, week, t, record, min_coverage)
@@ -285,7 +292,7 @@ def _build(
     doc = digest.result_document(result, t)
     text = digest.canonical_json(doc)
     books_root = digest.merkle_root([leaf.hash() for leaf in inputs.leaves])
-    fills_digest, fills = digest.fills_digest(inputs.fills)
+    fills_digest, fill_count = digest.fills_digest(inputs.fills)
     seed_hex = None if seed is None else seed.hex()
     close = closes.Close(
         week_start=week.monday,
@@ -299,7 +306,7 @@ def _build(
         seed=seed_hex,
         books=len(inputs.leaves),
         books_root=books_root,
-        fills=fills,
+        fills=fill_count,
         fills_digest=fills_digest,
         result_json=text,
         result_sha256=digest.sha256_hex(text),
@@ -331,7 +338,7 @@ def close_week(
     program: config.Program,
     *,
     now: datetime,
-    seeds_dir: Path,
+    seeds: Seeds,
     week: calendar.Week | None = None,
     method: str | None = None,
     default_method: str | None = None,
@@ -356,7 +363,7 @@ def close_week(
             f"close the last completed week ({calendar.Week.last_completed(now)}) instead"
         )
     chosen = methods.get(method or default_method or program.method)
-    with engine.begin() as conn:
+    with database.begin(engine) as conn:
         locks.lock_close(conn)
         done = closes.stored(conn, w)
         if done is not None and not dry_run:
@@ -365,36 +372,52 @@ def close_week(
                     f"week {w} is closed under {done.method}; a closed week is immutable "
                     f"(compare another method with --dry-run --method {chosen.name})"
                 )
-            return Outcome(
-                w, done, json.loads(done.result_json), stored=False, already=True,
-                source="stored", ms=_ms(started),
-            )  # fmt: skip
+            return stored_outcome(done, ms=_ms(started))
         t = terms(conn, program, w)
-        reasons, seed = refusals(conn, w, t, min_coverage=min_coverage, seeds_dir=seeds_dir)
+        reasons, seed = refusals(conn, w, t, min_coverage=min_coverage, seeds=seeds)
         if reasons and not force and not dry_run:
             raise CloseRefusedError(w, reasons)
         inputs = _from_books(conn, w, chosen) if method else _inputs(conn, w, chosen)
         record = weeks.record(conn, w)
         new, doc, rows = _build(
-            w, chosen, t, inputs, ingest.week_volume(conn, w),
-            program_digest=program.digest, seed=seed,
+            w,
+            chosen,
+            t,
+            inputs,
+            fills.week_volume(conn, w),
+            program_digest=program.digest,
+            seed=seed,
             seed_sha256=None if record is None else record.seed_sha256,
-            forced=force, reason=reason.strip() if force else "",
+            forced=force,
+            reason=reason.strip() if force else "",
             overridden=reasons if force else (),
-        )  # fmt: skip
+        )
         if dry_run:
             conn.rollback()
             return Outcome(
-                w, new, doc, stored=False, already=done is not None, source=inputs.source,
-                ms=_ms(started), refusals=() if force else tuple(reasons),
-            )  # fmt: skip
+                w,
+                new,
+                doc,
+                stored=False,
+                already=done is not None,
+                source=inputs.source,
+                ms=_ms(started),
+                refusals=() if force else tuple(reasons),
+            )
         if seed is not None:
             weeks.reveal_seed(conn, w, seed)
         closes.write(conn, new, rows)
     log.info(
-        "week_closed", week=str(w), method=chosen.name, digest=new.digest, forced=force,
-        books=new.books, fills=new.fills, source=inputs.source, ms=_ms(started),
-    )  # fmt: skip
+        "week_closed",
+        week=str(w),
+        method=chosen.name,
+        digest=new.digest,
+        forced=force,
+        books=new.books,
+        fills=new.fills,
+        source=inputs.source,
+        ms=_ms(started),
+    )
     return Outcome(w, new, doc, stored=True, already=False, source=inputs.source, ms=_ms(started))
 
 
@@ -407,6 +430,8 @@ def _ms(started: float) -> float:
 
 @dataclass(frozen=True, slots=True)
 class Verification:
+    """What recomputing a closed week found."""
+
     week: calendar.Week
     digest: str
     difference: str | None  # the first one found; None: everything matches
@@ -415,12 +440,13 @@ class Verification:
 
     @property
     def ok(self) -> bool:
+        """Whether everything matched."""
         return self.difference is None
 
 
 def verify_week(engine: sa.Engine, week: calendar.Week) -> Verification:
     """Recompute a closed week from its stored books and fills and compare every digest."""
-    with engine.connect() as conn:
+    with database.connect(engine) as conn:
         done = closes.stored(conn, week)
         if done is None:
             raise NotClosedError(
@@ -434,10 +460,18 @@ def verify_week(engine: sa.Engine, week: calendar.Week) -> Verification:
         record = weeks.record(conn, week)
     seed = None if done.seed is None else bytes.fromhex(done.seed)
     again, doc, again_rows = _build(
-        week, method, _terms_from(stored_doc, week), inputs, volume,
-        program_digest=done.program_digest, seed=seed, seed_sha256=done.seed_sha256,
-        forced=done.forced, reason=done.force_reason, overridden=done.overridden,
-    )  # fmt: skip
+        week,
+        method,
+        _terms_from(stored_doc, week),
+        inputs,
+        volume,
+        program_digest=done.program_digest,
+        seed=seed,
+        seed_sha256=done.seed_sha256,
+        forced=done.forced,
+        reason=done.force_reason,
+        overridden=done.overridden,
+    )
     checks: list[tuple[str, object, object]] = [
         ("params_hash", done.params_hash, method.params_hash),
         ("result_sha256 of the stored result", done.result_sha256,
@@ -465,8 +499,11 @@ def verify_week(engine: sa.Engine, week: calendar.Week) -> Verification:
             if stored_rows:
                 difference = f"week_close_payouts: extra stored row {next(iter(stored_rows))}"
     if difference is None:
-        for name, a, b in (("result_sha256", done.result_sha256, again.result_sha256),
-                           ("digest", done.digest, again.digest)):  # fmt: skip
+        digests = (
+            ("result_sha256", done.result_sha256, again.result_sha256),
+            ("digest", done.digest, again.digest),
+        )
+        for name, a, b in digests:
             if a != b:
                 difference = f"{name}: stored {a} != recomputed {b}"
                 break
@@ -477,7 +514,7 @@ def _row_key(r: closes.PayoutRow) -> tuple[str, str]:
     return (r.pool, r.maker)
 
 
-# ---------------------------------------------------------------------------- payout files
+# ---------------------------------------------------------------------------- payouts
 
 
 def payout_table(result: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
@@ -503,111 +540,22 @@ def payout_table(result: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]
     return markets, rows
 
 
-def write_payout_files(outcome: Outcome, directory: Path) -> list[Path]:
-    """``payouts-<week>.csv`` and ``payouts-<week>.json`` in ``directory``; their paths."""
-    markets, rows = payout_table(outcome.result)
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        csv_path = directory / f"payouts-{outcome.week}.csv"
-        with csv_path.open("w", newline="") as fh:
-            columns = (
-                ["authority"]
-                + [f"score_{m}_usdc" for m in markets]
-                + ["volume_usdc", "total_usdc", "total_micro_usdc"]
-            )
-            writer = csv.writer(fh, lineterminator="\n")
-            writer.writerow(columns)
-            for r in rows:
-                writer.writerow(
-                    [
-                        r["authority"],
-                        *(payouts.usdc(r[m]) for m in markets),
-                        payouts.usdc(r["volume"]),
-                        payouts.usdc(r["total"]),
-                        r["total"],
-                    ]
-                )
-        json_path = directory / f"payouts-{outcome.week}.json"
-        json_path.write_text(json.dumps(payout_json(outcome, markets, rows), indent=2) + "\n")
-    except OSError as exc:
-        raise CloseError(f"{directory}: cannot write the payout files ({exc.strerror})") from None
-    return [csv_path, json_path]
-
-
-def payout_json(outcome: Outcome, markets: list[str], rows: list[dict[str, Any]]) -> dict[str, Any]:
-    c = outcome.close
-    return {
-        "week": str(outcome.week),
-        "method": c.method,
-        "params_hash": c.params_hash,
-        "paused": outcome.result["paused"],
-        "pause_reason": outcome.result["pause_reason"],
-        "forced": c.forced,
-        "force_reason": c.force_reason,
-        "digest": c.digest,
-        "result_sha256": c.result_sha256,
-        "books_root": c.books_root,
-        "books": c.books,
-        "fills_digest": c.fills_digest,
-        "fills": c.fills,
-        "seed": c.seed,
-        "seed_sha256": c.seed_sha256,
-        "program_digest": c.program_digest,
-        "unallocated_micro_usdc": outcome.result["unallocated"],
-        "unallocated_usdc": payouts.usdc(outcome.result["unallocated"]),
-        "pools": [
-            {
-                "pool": p["market"],
-                "pool_micro_usdc": p["pool"],
-                "paid_micro_usdc": p["paid"],
-                "unallocated_micro_usdc": p["unallocated"],
-                "snapshots": p["snapshots"],
-            }
-            for p in outcome.result["pools"]
-        ],
-        "payouts": [
-            {
-                "authority": r["authority"],
-                "score_micro_usdc": {m: r[m] for m in markets},
-                "score_usdc": {m: payouts.usdc(r[m]) for m in markets},
-                "volume_micro_usdc": r["volume"],
-                "volume_usdc": payouts.usdc(r["volume"]),
-                "total_micro_usdc": r["total"],
-                "total_usdc": payouts.usdc(r["total"]),
-            }
-            for r in rows
-        ],
-    }
-
-
-# ---------------------------------------------------------------------------- makers, forfeits
-
-
-def authority(text: str) -> str:
-    """``text`` if it is a base58 public key (a wallet authority); :class:`InputError` if not."""
-    try:
-        Pubkey.from_string(text.strip())
-    except ValueError:
-        raise InputError(
-            f"not a base58 public key: {text!r} (an authority is the wallet address that owns "
-            "the Drift User accounts, 32-44 base58 characters)"
-        ) from None
-    return text.strip()
+# ---------------------------------------------------------------------------- forfeits
 
 
 def forfeit(
-    engine: sa.Engine, who: str, weeks_: list[calendar.Week], *, reason: str
+    engine: sa.Engine, who: str, forfeited: list[calendar.Week], *, reason: str
 ) -> list[calendar.Week]:
-    """Record ``who``'s forfeit of ``weeks_``; refuses if any of them is already closed."""
+    """Record ``who``'s forfeit of the weeks ``forfeited``; refuses if one is already closed."""
     if not reason.strip():
         raise InputError("--reason TEXT is required: it is kept with the forfeit")
-    with engine.begin() as conn:
+    with database.begin(engine) as conn:
         locks.lock_close(conn)  # a close in flight either sees the forfeit or refuses it
-        closed = sorted(closes.closed_weeks(conn, weeks_))
+        closed = sorted(closes.closed_weeks(conn, forfeited))
         if closed:
             raise CloseError(
                 f"week {', '.join(map(str, closed))} is already closed and paid; a forfeit "
                 "cannot change a closed week (record it for open weeks only)"
             )
-        makers.add_forfeits(conn, who, weeks_, reason=reason.strip())
-    return weeks_
+        makers.add_forfeits(conn, who, forfeited, reason=reason.strip())
+    return forfeited

@@ -1,9 +1,10 @@
-"""Fills from the chain into the store, exactly once: the wiring between ``chain`` and ``store``.
+"""Maker fills from the chain into the store, exactly once.
 
-``chain`` and ``store`` never import each other, so the orchestration lives here. The daemon calls
-:func:`poll_once` every tick and :func:`finalize` before a week closes; the CLI calls
-:func:`check` (``driftsnap fills check [--week W]``), :func:`self_matches` (``driftsnap fills
-self-matches --week W``) and the week close :func:`week_volume`.
+``chain`` and ``store`` never import each other, so the job that joins them lives here. The
+daemon runs a :class:`Poller` (a confirmed :func:`poll_once`, then :func:`finalize` of the week
+that ended); ``driftsnap fills check`` calls :func:`check`. One fill type
+(:class:`driftsnap.scoring.fill.Fill`) goes from the chain's parser to the store, its authorities
+filled in on the way.
 
 One poll, at ``confirmed``:
 
@@ -24,24 +25,29 @@ of the week is left unconfirmed.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
 
-from driftsnap import logs, protocol
+from driftsnap import calendar, logs, protocol
 from driftsnap.chain import fills as chain_fills
 from driftsnap.chain import snapshot
+from driftsnap.chain.errors import ChainError
+from driftsnap.store import closes, database, weeks
 from driftsnap.store import fills as store_fills
+from driftsnap.store.errors import StoreError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     import sqlalchemy as sa
 
-    from driftsnap.calendar import Week
+    from driftsnap import metrics
     from driftsnap.chain import rpc
+    from driftsnap.scoring import fill
 
 log = logs.get(__name__)
 
@@ -54,7 +60,7 @@ async def _read(engine: sa.Engine, fn: Callable[[sa.Connection], _T]) -> _T:
     hangs until the connect timeout)."""
 
     def run() -> _T:
-        with engine.connect() as conn:
+        with database.connect(engine) as conn:
             return fn(conn)
 
     return await asyncio.to_thread(run)
@@ -64,7 +70,7 @@ async def _write(engine: sa.Engine, fn: Callable[[sa.Connection], _T]) -> _T:
     """``fn`` in one transaction, in a worker thread (see :func:`_read`)."""
 
     def run() -> _T:
-        with engine.begin() as conn:
+        with database.begin(engine) as conn:
             return fn(conn)
 
     return await asyncio.to_thread(run)
@@ -252,7 +258,7 @@ async def _batch(
     if unknown:
         authorities.remember(await _read(engine, lambda c: store_fills.authorities(c, unknown)))
     owners = await authorities.resolve(client, users, commitment=settings.commitment)
-    rows = [_row(f, owners, settings.commitment) for f in fills]
+    rows = [_attributed(f, owners, settings.commitment) for f in fills]
     truncated = [
         store_fills.Truncated(tx.signature, tx.slot, tx.block_time, len(tx.fills))
         for tx in txs
@@ -282,27 +288,14 @@ async def _batch(
     return processed, new_mark, null_hit
 
 
-def _row(
-    fill: chain_fills.Fill,
-    owners: dict[str, str | None],
-    commitment: chain_fills.Commitment,
-) -> store_fills.Fill:
-    return store_fills.Fill(
-        market_type=fill.market_type,
-        market_index=fill.market_index,
-        fill_record_id=fill.fill_record_id,
-        signature=fill.signature,
-        event_index=fill.event_index,
-        slot=fill.slot,
-        block_time=fill.block_time,
-        maker=fill.maker,
-        maker_authority=None if fill.maker is None else owners.get(fill.maker),
-        taker=fill.taker,
-        taker_authority=None if fill.taker is None else owners.get(fill.taker),
-        base_filled=fill.base_filled,
-        quote_filled=fill.quote_filled,
-        maker_fee=fill.maker_fee,
-        action_explanation=fill.action_explanation,
+def _attributed(
+    record: fill.Fill, owners: dict[str, str | None], commitment: chain_fills.Commitment
+) -> fill.Fill:
+    """``record`` with its maker's and taker's authorities, as seen at ``commitment``."""
+    return dataclasses.replace(
+        record,
+        maker_authority=None if record.maker is None else owners.get(record.maker),
+        taker_authority=None if record.taker is None else owners.get(record.taker),
         commitment=commitment,
     )
 
@@ -324,7 +317,7 @@ class FinalizeReport:
 async def finalize(
     client: rpc.Client,
     engine: sa.Engine,
-    week: Week,
+    week: calendar.Week,
     *,
     program: str = protocol.DRIFT_PROGRAM_ID,
     chunk: int = 1000,
@@ -379,9 +372,9 @@ async def finalize(
                 mark = store_fills.Watermark(
                     program, "finalized", mark.signature, mark.slot, through, _utc(when)
                 )
-                await _write(engine, functools.partial(_set_watermark, mark))
+                await _write(engine, functools.partial(store_fills.set_watermark, mark=mark))
     finality = await _write(
-        engine, functools.partial(_record_finality, week=week, finalized_through=mark)
+        engine, functools.partial(store_fills.record_finality, week=week, finalized_through=mark)
     )
     log.info(
         "fills_finality",
@@ -401,16 +394,6 @@ def _mark_finalized(
     marked = store_fills.mark_finalized(conn, [s.signature for s in part if not s.failed])
     store_fills.set_watermark(conn, mark)
     return marked
-
-
-def _set_watermark(mark: store_fills.Watermark, conn: sa.Connection) -> None:
-    store_fills.set_watermark(conn, mark)
-
-
-def _record_finality(
-    conn: sa.Connection, *, week: Week, finalized_through: store_fills.Watermark | None
-) -> store_fills.WeekFinality:
-    return store_fills.record_finality(conn, week, finalized_through=finalized_through)
 
 
 async def _finalized_start(
@@ -434,7 +417,7 @@ def _utc(unix: int | None) -> datetime | None:
 async def check(
     client: rpc.Client,
     engine: sa.Engine,
-    week: Week | None = None,
+    week: calendar.Week | None = None,
     *,
     program: str = protocol.DRIFT_PROGRAM_ID,
 ) -> list[store_fills.MarketCheck]:
@@ -469,50 +452,81 @@ async def check(
     )
 
 
-def check_stored(
-    conn: sa.Connection, week: Week, *, program: str = protocol.DRIFT_PROGRAM_ID
-) -> list[store_fills.MarketCheck]:
-    """:func:`check` without the chain: gaps among the stored fills only (no tail check)."""
-    return store_fills.check(conn, week, program=program)
+# ---------------------------------------------------------------------------- the daemon's job
 
 
-def close_blockers(
-    conn: sa.Connection,
-    week: Week,
-    checks: Sequence[store_fills.MarketCheck] | None = None,
-    *,
-    program: str = protocol.DRIFT_PROGRAM_ID,
-) -> list[str]:
-    """Why ``week``'s volume cannot be closed yet (empty: it can). A week with gaps or not yet
-    finalized closes only with ``--force`` and a recorded reason, which the caller handles.
+class Poller:
+    """The writer daemon's fills job, one :meth:`poll` at a time: a confirmed poll, and once it
+    has caught up, the finalized pass of the week before ``now`` until that week is final (the
+    week close refuses a week whose fills are not).
 
-    ``checks`` are :func:`check`'s results when the chain was asked (they see gaps at the
-    newest end too); without them the stored fills are checked.
+    Each batch of fills is committed with its watermark (:func:`poll_once`), so a stop or a crash
+    loses nothing. A failed poll is logged and counted, and the next one starts from the same
+    watermark; nothing here raises for the chain or the database.
     """
-    if checks is None:
-        checks = check_stored(conn, week, program=program)
-    reasons = [
-        f"{c.market or f'{c.market_type} {c.market_index}'}: {c.missing} fill record(s) missing "
-        f"({', '.join(f'{g.first}..{g.last}' for g in c.gaps)})"
-        for c in checks
-        if c.week == str(week) and not c.ok
-    ]
-    if not store_fills.finalized(conn, week):
-        reasons.append(f"the fills of {week} are not finalized (run the finalized pass)")
-    unknown = store_fills.unattributed(conn, week)
-    if unknown:
-        reasons.append(f"{unknown} fill(s) have a maker whose authority is unknown")
-    return reasons
+
+    def __init__(
+        self,
+        client: rpc.Client,
+        engine: sa.Engine,
+        settings: PollSettings,
+        registry: metrics.Metrics,
+    ) -> None:
+        """A job reading through ``client`` and writing to ``engine``."""
+        self._client = client
+        self._engine = engine
+        self._settings = settings
+        self._registry = registry
+        self._authorities = chain_fills.Authorities()  # kept across polls: they never change
+        self._final: set[calendar.Week] = set()
+
+    async def poll(self, now: datetime) -> None:
+        """One confirmed poll; the finalized pass of the week before ``now`` if it caught up."""
+        if await self._confirmed():
+            await self._finalize(calendar.Week.containing(now).previous())
+
+    async def _confirmed(self) -> bool:
+        """One confirmed poll; whether it caught up with the node."""
+        m = self._registry
+        try:
+            report = await poll_once(
+                self._client, self._engine, self._settings, authorities=self._authorities
+            )
+        except (ChainError, StoreError) as exc:
+            m.fills_polls.labels(status="failed").inc()
+            log.warning("fills_poll_failed", reason=str(exc))
+            return False
+        m.fills_polls.labels(status="ok").inc()
+        m.fills_ingested.inc(report.new_fills)
+        m.fills_truncated.inc(report.truncated)
+        m.fills_null_pending.set(report.null_pending)
+        if report.watermark_slot is not None:
+            m.fills_watermark_slot.set(report.watermark_slot)
+        # poll_once logs the poll's one summary line (fills_polled) and the truncated
+        # transactions (fills_logs_truncated) itself.
+        return report.caught_up and not report.null_pending
+
+    async def _finalize(self, ended: calendar.Week) -> None:
+        if ended in self._final:
+            return
+        try:
+            if not await _read(self._engine, functools.partial(_closable, week=ended)):
+                return
+            report = await finalize(
+                self._client, self._engine, ended, program=self._settings.program
+            )
+        except (ChainError, StoreError) as exc:
+            log.warning("fills_finalize_failed", week=str(ended), reason=str(exc))
+            return
+        if report.finality.finalized:
+            self._final.add(ended)
+            log.info("fills_week_finalized", week=str(ended), fills=report.finality.fills)
 
 
-def self_matches(conn: sa.Connection, week: Week) -> list[store_fills.SelfMatch]:
-    """``driftsnap fills self-matches --week W``: fills whose maker and taker share a wallet."""
-    return store_fills.self_matches(conn, week)
-
-
-def week_volume(conn: sa.Connection, week: Week) -> dict[str, int]:
-    """Maker volume per authority in ``week`` (QUOTE_PRECISION), self-matches excluded."""
-    return store_fills.week_volume(conn, week)
+def _closable(conn: sa.Connection, *, week: calendar.Week) -> bool:
+    """Whether ``week`` may still close: sampled by this database (it has a seed commitment)
+    and not closed yet (a closed week's fills are immutable)."""
+    return weeks.record(conn, week) is not None and not closes.closed_weeks(conn, [week])
 
 
 # ---------------------------------------------------------------------------- cross-check

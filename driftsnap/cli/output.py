@@ -1,14 +1,16 @@
-"""Presenting results: the JSON documents driftsnap prints and their tables for people.
+"""Presenting results: the JSON documents and CSV driftsnap prints, tables for people, and
+the payout files of a close.
 
-The JSON forms are the interface (stable keys, integers kept exact); the tables are for reading
-and may change.
+The JSON and CSV forms are the interface (stable keys, integers kept exact); the tables are for
+reading and may change.
 """
 
 from __future__ import annotations
 
+import csv
+import json
 import sys
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -16,16 +18,30 @@ from rich.console import Console
 from rich.table import Table
 
 from driftsnap import protocol
+from driftsnap.flows import close
+from driftsnap.flows.errors import CloseError
+from driftsnap.scoring import payouts
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from pathlib import Path
+
     from driftsnap.scoring import result
 
 # Off a terminal rich would assume 80 columns and cut public keys; tables are wide by nature.
 _console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+def print_json(doc: object) -> None:
+    """``doc`` as indented JSON on stdout."""
+    print(json.dumps(doc, indent=2))
+
+
+def print_csv(rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> None:
+    """``rows`` as CSV on stdout, with a header of ``columns``."""
+    writer = csv.DictWriter(sys.stdout, fieldnames=list(columns), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
 
 
 def base_units(size: int) -> str:
@@ -111,6 +127,7 @@ def print_snapshot(s: result.SnapshotScore) -> None:
 
 
 def print_rows(title: str, rows: Sequence[Mapping[str, Any]]) -> None:
+    """A titled table, one row per mapping, the first row's keys as columns."""
     table = Table(title=title, title_justify="left")
     for key in rows[0] if rows else ():
         table.add_column(key)
@@ -120,6 +137,7 @@ def print_rows(title: str, rows: Sequence[Mapping[str, Any]]) -> None:
 
 
 def print_mapping(title: str, doc: Mapping[str, Any]) -> None:
+    """A titled two-column table of ``doc``'s keys and values."""
     table = Table(title=title, title_justify="left", show_header=False)
     table.add_column("key", style="bold")
     table.add_column("value")
@@ -132,3 +150,86 @@ def print_mapping(title: str, doc: Mapping[str, Any]) -> None:
             text = str(value)
         table.add_row(key, text)
     _console.print(table)
+
+
+# ---------------------------------------------------------------------------- payout files
+
+
+def write_payout_files(outcome: close.Outcome, directory: Path) -> list[Path]:
+    """``payouts-<week>.csv`` and ``payouts-<week>.json`` in ``directory``; their paths."""
+    markets, rows = close.payout_table(outcome.result)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        csv_path = directory / f"payouts-{outcome.week}.csv"
+        with csv_path.open("w", newline="") as fh:
+            columns = (
+                ["authority"]
+                + [f"score_{m}_usdc" for m in markets]
+                + ["volume_usdc", "total_usdc", "total_micro_usdc"]
+            )
+            writer = csv.writer(fh, lineterminator="\n")
+            writer.writerow(columns)
+            for r in rows:
+                writer.writerow(
+                    [
+                        r["authority"],
+                        *(payouts.usdc(r[m]) for m in markets),
+                        payouts.usdc(r["volume"]),
+                        payouts.usdc(r["total"]),
+                        r["total"],
+                    ]
+                )
+        json_path = directory / f"payouts-{outcome.week}.json"
+        json_path.write_text(json.dumps(payout_json(outcome, markets, rows), indent=2) + "\n")
+    except OSError as exc:
+        raise CloseError(f"{directory}: cannot write the payout files ({exc.strerror})") from None
+    return [csv_path, json_path]
+
+
+def payout_json(
+    outcome: close.Outcome, markets: list[str], rows: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The ``close-week --format json`` document and ``payouts-<week>.json``."""
+    c = outcome.close
+    return {
+        "week": str(outcome.week),
+        "method": c.method,
+        "params_hash": c.params_hash,
+        "paused": outcome.result["paused"],
+        "pause_reason": outcome.result["pause_reason"],
+        "forced": c.forced,
+        "force_reason": c.force_reason,
+        "digest": c.digest,
+        "result_sha256": c.result_sha256,
+        "books_root": c.books_root,
+        "books": c.books,
+        "fills_digest": c.fills_digest,
+        "fills": c.fills,
+        "seed": c.seed,
+        "seed_sha256": c.seed_sha256,
+        "program_digest": c.program_digest,
+        "unallocated_micro_usdc": outcome.result["unallocated"],
+        "unallocated_usdc": payouts.usdc(outcome.result["unallocated"]),
+        "pools": [
+            {
+                "pool": p["market"],
+                "pool_micro_usdc": p["pool"],
+                "paid_micro_usdc": p["paid"],
+                "unallocated_micro_usdc": p["unallocated"],
+                "snapshots": p["snapshots"],
+            }
+            for p in outcome.result["pools"]
+        ],
+        "payouts": [
+            {
+                "authority": r["authority"],
+                "score_micro_usdc": {m: r[m] for m in markets},
+                "score_usdc": {m: payouts.usdc(r[m]) for m in markets},
+                "volume_micro_usdc": r["volume"],
+                "volume_usdc": payouts.usdc(r["volume"]),
+                "total_micro_usdc": r["total"],
+                "total_usdc": payouts.usdc(r["total"]),
+            }
+            for r in rows
+        ],
+    }

@@ -1,0 +1,94 @@
+"""The ``driftsnap`` command: thin subcommands; errors become one message and an exit code.
+
+Exit codes: 0 success, 1 a run-time failure, 2 bad input or configuration (a usage error, a
+book that does not validate, a bad program file), 130 interrupted.
+
+One module per group of commands, each with an ``add(sub)`` that declares its parsers and points
+them at its handlers (``handler(args, settings) -> exit code``); :func:`build_parser` calls them
+in the order ``--help`` lists the commands. A new command is a new module here and one line in
+:data:`COMMANDS`. Handlers open the database with :func:`driftsnap.parts.open_store` and print
+through :mod:`driftsnap.cli.output`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from driftsnap import __version__, config, logs
+from driftsnap.cli import books, close, db, fills, makers, report, run, score, scores, simnet
+from driftsnap.errors import DriftsnapError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+Handler = Callable[[argparse.Namespace, config.Settings], int]
+
+# In the order of `driftsnap --help`.
+COMMANDS = (score, books, db, scores, fills, simnet, run, close, makers, report)
+
+EPILOG = """\
+Environment: every global flag can also be set as DRIFTSNAP_<FLAG> (e.g. DRIFTSNAP_PROGRAM_FILE,
+DRIFTSNAP_LOG_LEVEL). Run `driftsnap COMMAND --help` for a command's own flags and examples.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line: the global flags, then every command's own."""
+    parser = argparse.ArgumentParser(
+        prog="driftsnap",
+        description="Drift v2 market-maker incentive scoring, computed from the chain itself.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"driftsnap {__version__}")
+    parser.add_argument(
+        "--program",
+        dest="program_file",
+        type=Path,
+        metavar="FILE",
+        help="program TOML overriding the shipped one key by key (pools, method, participants)",
+    )
+    parser.add_argument("--log-level", choices=sorted(logs.LEVELS), help="default: info")
+    parser.add_argument(
+        "--log-format",
+        choices=["auto", "json", "console"],
+        help="default: auto (console on a TTY, JSON otherwise)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for command in COMMANDS:
+        command.add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv``, build the settings once, run the command; its exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = config.load_settings(
+            program_file=args.program_file,
+            log_level=args.log_level,
+            log_format=args.log_format,
+            rpc_url=getattr(args, "rpc_url", None),
+            markets=getattr(args, "markets", None),
+            cadence=getattr(args, "cadence", None),
+            metrics_port=getattr(args, "metrics_port", None),
+            clock=getattr(args, "clock", None),
+        )
+        logs.configure(settings.log_level, settings.log_format)
+        handler: Handler = args.handler
+        return handler(args, settings)
+    except DriftsnapError as exc:
+        print(f"driftsnap: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("driftsnap: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # `driftsnap score-book book.json | head`: the reader left; not an error of ours.
+        sys.stderr.close()
+        return 0

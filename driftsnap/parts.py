@@ -1,0 +1,136 @@
+"""The concrete parts, built from :class:`~driftsnap.config.Settings`: the one place that wires.
+
+The daemon, the demo and the CLI ask here for an RPC client's settings, the snapshot reader's, a
+clock, the seed files, the database; the flows are handed what they need and never read the
+settings themselves. What a setting means is said in ``config``; what is built of it, here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Any, Final
+
+from driftsnap import calendar
+from driftsnap.chain import clock, rpc, snapshot
+from driftsnap.errors import ConfigError
+from driftsnap.flows import fills, tick
+from driftsnap.store import database, migrations
+from driftsnap.store.seeds import Seeds
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from datetime import datetime
+    from pathlib import Path
+
+    from driftsnap import config
+
+RUN_HINT: Final = (
+    "no RPC URL: pass --rpc-url URL (or set DRIFTSNAP_RPC_URL) to read a Solana node; "
+    "to try driftsnap without one, run `driftsnap demo`, which starts the local simulator"
+)
+CONNECT_TIMEOUT_S: Final = 5  # a database that is down fails a tick fast instead of hanging it
+APPLICATION_NAME: Final = "driftsnap"  # shows the daemon's sessions in pg_stat_activity
+
+
+def rpc_settings(settings: config.Settings) -> rpc.RpcSettings:
+    """The RPC client's settings; a clear error pointing at --rpc-url and demo without a URL."""
+    if settings.rpc_url is None:
+        raise ConfigError(RUN_HINT)
+    return rpc.RpcSettings(
+        url=settings.rpc_url.get_secret_value(),
+        timeout_s=settings.rpc_timeout_s,
+        max_retries=settings.rpc_max_retries,
+        rps=settings.rpc_rps,
+        gpa_rps=settings.rpc_gpa_rps,
+    )
+
+
+def rpc_client(settings: config.Settings, **options: Any) -> rpc.Client:
+    """A client of the configured node (``options``: httpx's, e.g. ``event_hooks``)."""
+    return rpc.Client(rpc_settings(settings), **options)
+
+
+def snapshot_settings(settings: config.Settings) -> snapshot.SnapshotSettings:
+    """How a snapshot is read and when it is rejected."""
+    return snapshot.SnapshotSettings(
+        max_slot_gap=settings.max_slot_gap, max_skipped_share=settings.max_skipped_share
+    )
+
+
+def markets(settings: config.Settings) -> tuple[str | int, ...]:
+    """Configured markets (names, or indexes given as digits); empty: the program's paid ones."""
+    return tuple(int(m) if m.isdigit() else m for m in settings.markets)
+
+
+def markets_at(
+    settings: config.Settings, program: config.Program, now: datetime
+) -> list[str | int]:
+    """The markets to read at ``now``: the configured ones, else those paying a pool then."""
+    return list(markets(settings)) or program.paid_markets(calendar.Week.containing(now))
+
+
+def tick_settings(settings: config.Settings) -> tick.TickSettings:
+    """What every tick of the daemon reads, scores and writes."""
+    return tick.TickSettings(
+        cadence=settings.cadence,
+        methods=settings.method_presets(),
+        snapshot=snapshot_settings(settings),
+        markets=markets(settings),
+    )
+
+
+def poll_settings(settings: config.Settings) -> fills.PollSettings:
+    """How the daemon's fills job reads."""
+    return fills.PollSettings(backfill_slots=settings.fills_backfill_slots)
+
+
+def data_dir(settings: config.Settings) -> Path:
+    """Where the embedded PostgreSQL and the seed files live."""
+    return (settings.data_dir or database.default_data_dir()).expanduser()
+
+
+def seed_files(settings: config.Settings) -> Seeds:
+    """The weeks' secret sampling seeds of this machine."""
+    return Seeds(data_dir(settings) / "seeds")
+
+
+def chain_clock(settings: config.Settings) -> clock.ChainClock:
+    """The chain's time, read from the configured node (with a client of its own)."""
+    return clock.ChainClock(rpc_settings(settings))
+
+
+def daemon_clock(settings: config.Settings) -> clock.ChainClock | clock.SystemClock:
+    """The clock ``DRIFTSNAP_CLOCK`` names; use it as an async context manager."""
+    return chain_clock(settings) if settings.clock == "chain" else clock.SystemClock()
+
+
+def open_database(
+    settings: config.Settings, *, keep_running: bool = False, daemon: bool = False
+) -> database.Database:
+    """The database (embedded when no URL is set). The daemon's fails fast when the server is
+    down and names itself in ``pg_stat_activity``."""
+    options = (
+        {
+            "connect_args": {
+                "connect_timeout": CONNECT_TIMEOUT_S,
+                "application_name": APPLICATION_NAME,
+            }
+        }
+        if daemon
+        else {}
+    )
+    return database.open(
+        settings.database_url, data_dir=settings.data_dir, keep_running=keep_running, **options
+    )
+
+
+@contextlib.contextmanager
+def open_store(settings: config.Settings) -> Iterator[database.Database]:
+    """The database with its schema checked (a stale one is refused), closed at the end."""
+    db = open_database(settings)
+    try:
+        with database.connect(db.engine) as conn:
+            migrations.check(conn)
+        yield db
+    finally:
+        db.close()
