@@ -172,12 +172,17 @@ def book_leaves(conn: sa.Connection, week: calendar.Week) -> list[digest.BookLea
     s = schema.snapshots
     rows = conn.execute(
         sa.select(
-            s.c.tick_at, s.c.market_index, s.c.slot, s.c.ts, s.c.oracle_price, s.c.orders,
+            s.c.tick_at,
+            s.c.market_index,
+            s.c.slot,
+            s.c.ts,
+            s.c.oracle_price,
+            s.c.orders,
             sa.func.encode(sa.func.sha256(s.c.book), "hex"),
         )
         .where(s.c.tick_at >= week.start, s.c.tick_at < week.end, s.c.status == "ok")
         .order_by(s.c.tick_at, s.c.market_index)
-    )  # fmt: skip
+    )
     return [
         digest.BookLeaf(_iso(at), index, slot, ts, oracle, orders, sha)
         for at, index, slot, ts, oracle, orders, sha in rows
@@ -202,13 +207,20 @@ def week_books(conn: sa.Connection, week: calendar.Week) -> Iterator[StoredBook]
     s, k = schema.snapshots, schema.markets
     rows = conn.execute(
         sa.select(
-            s.c.tick_at, s.c.market_index, k.c.name, s.c.slot, s.c.ts, s.c.oracle_price,
-            s.c.orders, s.c.book_format, s.c.book,
+            s.c.tick_at,
+            s.c.market_index,
+            k.c.name,
+            s.c.slot,
+            s.c.ts,
+            s.c.oracle_price,
+            s.c.orders,
+            s.c.book_format,
+            s.c.book,
         )
         .join(k, k.c.market_index == s.c.market_index)
         .where(s.c.tick_at >= week.start, s.c.tick_at < week.end, s.c.status == "ok")
         .order_by(s.c.tick_at, s.c.market_index)
-    )  # fmt: skip
+    )
     pubkeys: dict[int, str] = {}
     for r in rows:
         if r.book_format != books.FORMAT:
@@ -223,13 +235,24 @@ def week_books(conn: sa.Connection, week: calendar.Week) -> Iterator[StoredBook]
                 ).all()
             )
         book = books.decode(
-            data, r.orders, pubkeys, market=r.name, market_index=r.market_index, slot=r.slot,
-            ts=r.ts, oracle_price=r.oracle_price,
-        )  # fmt: skip
+            data,
+            r.orders,
+            pubkeys,
+            market=r.name,
+            market_index=r.market_index,
+            slot=r.slot,
+            ts=r.ts,
+            oracle_price=r.oracle_price,
+        )
         leaf = digest.BookLeaf(
-            _iso(r.tick_at), r.market_index, r.slot, r.ts, r.oracle_price, r.orders,
+            _iso(r.tick_at),
+            r.market_index,
+            r.slot,
+            r.ts,
+            r.oracle_price,
+            r.orders,
             hashlib.sha256(data).hexdigest(),
-        )  # fmt: skip
+        )
         yield StoredBook(r.tick_at, book, leaf)
 
 

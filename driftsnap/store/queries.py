@@ -79,9 +79,18 @@ def week_scores(
     """Every maker's score, share and projected reward for ``week``, best first per market."""
     v = schema.weekly_scores
     query = sa.select(
-        v.c.week, v.c.market, v.c.method, v.c.params_hash, v.c.maker, v.c.authority,
-        v.c.snapshots, v.c.quoted_snapshots, v.c.score, v.c.share, v.c.last_slot,
-    ).where(v.c.week_start == week.monday)  # fmt: skip
+        v.c.week,
+        v.c.market,
+        v.c.method,
+        v.c.params_hash,
+        v.c.maker,
+        v.c.authority,
+        v.c.snapshots,
+        v.c.quoted_snapshots,
+        v.c.score,
+        v.c.share,
+        v.c.last_slot,
+    ).where(v.c.week_start == week.monday)
     if market is not None:
         query = query.where(v.c.market == market)
     if method is not None:

@@ -205,7 +205,12 @@ def cell_buckets(
     )
     rows = conn.execute(
         sa.select(
-            k.c.name, bucket, br.c.bracket, br.c.name, bc.c.side, sa.func.sum(bc.c.size),
+            k.c.name,
+            bucket,
+            br.c.bracket,
+            br.c.name,
+            bc.c.side,
+            sa.func.sum(bc.c.size),
             sa.func.coalesce(sa.func.sum(part), 0.0),
         )
         .select_from(
@@ -222,7 +227,7 @@ def cell_buckets(
         .where(_in_week(bc.c.tick_at, week), bc.c.method_id == method, mine)
         .group_by(k.c.name, bucket, br.c.bracket, br.c.name, bc.c.side)
         .order_by(k.c.name, bucket, br.c.bracket, bc.c.side)
-    )  # fmt: skip
+    )
     return [CellBucket(m, b, p, n, s, int(size), float(v)) for m, b, p, n, s, size, v in rows]
 
 

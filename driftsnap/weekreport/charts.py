@@ -98,9 +98,14 @@ def shares(path: Path, *, title: str, hours: Sequence[float], series: Sequence[S
         for s, color in zip(series, palette(len(series)), strict=True):
             values = [math.nan if v is None else 100 * v for v in s.values]
             ax.plot(
-                hours, values, label=safe(s.label), color=s.color or color, linewidth=1.4,
-                marker="o" if len(hours) < 60 else None, markersize=3,
-            )  # fmt: skip
+                hours,
+                values,
+                label=safe(s.label),
+                color=s.color or color,
+                linewidth=1.4,
+                marker="o" if len(hours) < 60 else None,
+                markersize=3,
+            )
 
     _draw(path, title, paint)
 
@@ -134,9 +139,13 @@ def stacks(
             _empty(ax, "no bracketed liquidity this week")
             return
         ax.stackplot(
-            grid, *(row for _, row in drawn), labels=[safe(s.label) for s, _ in drawn],
-            colors=[s.color or "#777777" for s, _ in drawn], step="post", linewidth=0,
-        )  # fmt: skip
+            grid,
+            *(row for _, row in drawn),
+            labels=[safe(s.label) for s, _ in drawn],
+            colors=[s.color or "#777777" for s, _ in drawn],
+            step="post",
+            linewidth=0,
+        )
         ax.set_ylim(bottom=0)
 
     _draw(path, title, paint)
@@ -261,9 +270,13 @@ def plan(doc: Mapping[str, Any], *, top: int) -> list[Chart]:
     cov = doc["coverage"]
     title = f"Coverage {week}{flag}: ticks per market"
     draw = functools.partial(
-        coverage, title=title, markets=[c["market"] for c in cov], ok=[c["ok"] for c in cov],
-        rejected=[c["rejected"] for c in cov], missed=[c["missed"] for c in cov],
-    )  # fmt: skip
+        coverage,
+        title=title,
+        markets=[c["market"] for c in cov],
+        ok=[c["ok"] for c in cov],
+        rejected=[c["rejected"] for c in cov],
+        missed=[c["missed"] for c in cov],
+    )
     out.append(Chart("coverage.png", "coverage", None, title, draw))
     return out
 

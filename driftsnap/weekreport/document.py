@@ -135,9 +135,13 @@ def build(
         "notes": ctx.notes,
     }
     log.info(
-        "report_read", week=str(outcome.week), maker=maker, ms=_ms(started),
-        markets=len(pools), paid=len(rows),
-    )  # fmt: skip
+        "report_read",
+        week=str(outcome.week),
+        maker=maker,
+        ms=_ms(started),
+        markets=len(pools),
+        paid=len(rows),
+    )
     return doc
 
 
@@ -304,9 +308,13 @@ def _share_series(ctx: _Context, pools: Sequence[Mapping[str, Any]], *, top: int
         return out
     snapshots = series.buckets(ctx.conn, ctx.week, ctx.method_id, width_s=BUCKET_S)
     rows = series.authority_buckets(
-        ctx.conn, ctx.week, ctx.method_id, width_s=BUCKET_S, by_user=ctx.by_user,
+        ctx.conn,
+        ctx.week,
+        ctx.method_id,
+        width_s=BUCKET_S,
+        by_user=ctx.by_user,
         normalized=ctx.method.aggregation == "normalized",
-    )  # fmt: skip
+    )
     for pool in pools:
         market = pool["pool"]
         weights: dict[str, float] = {}
@@ -463,9 +471,14 @@ def _maker_series(ctx: _Context, account: int | None) -> dict[str, list[dict[str
     }
     cells: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for c in series.cell_buckets(
-        conn, week, mid, width_s=BUCKET_S, by_user=ctx.by_user, authority=account,
+        conn,
+        week,
+        mid,
+        width_s=BUCKET_S,
+        by_user=ctx.by_user,
+        authority=account,
         side_factor=ctx.method.side_factor,
-    ):  # fmt: skip
+    ):
         cells.setdefault((c.market, c.bucket), []).append(
             {"bracket": c.bracket, "side": SIDES[c.side], "size": c.size, "score": c.score}
         )
