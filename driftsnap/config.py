@@ -210,6 +210,8 @@ class _Entry(BaseModel):
 
 
 class ScorePool(_Entry):
+    """A ``[[score_pool]]`` entry: a market's weekly pool (micro-USDC) from ``effective_from``."""
+
     market: str = Field(min_length=1)
     usdc: MicroUsdc
     effective_from: date
@@ -218,6 +220,8 @@ class ScorePool(_Entry):
 
 
 class VolumePool(_Entry):
+    """A ``[[volume_pool]]`` entry: the weekly volume pool (micro-USDC) from ``effective_from``."""
+
     usdc: MicroUsdc
     effective_from: date
 
@@ -225,11 +229,15 @@ class VolumePool(_Entry):
 
 
 class Pause(_Entry):
+    """A ``[[paused]]`` entry: a week that pays nothing, and why."""
+
     week: WeekField
     reason: str = Field(min_length=1)
 
 
 class Participant(_Entry):
+    """A ``[[participant]]`` entry: an authority registered from ``from_week`` to ``until_week``."""
+
     authority: str
     from_week: WeekField | None = None
     until_week: WeekField | None = None
@@ -237,12 +245,15 @@ class Participant(_Entry):
     _authority = field_validator("authority")(protocol.pubkey)
 
     def active(self, w: calendar.Week) -> bool:
+        """Whether ``w`` falls in the registration (both ends inclusive, ``None`` unbounded)."""
         return (self.from_week is None or self.from_week <= w) and (
             self.until_week is None or w <= self.until_week
         )
 
 
 class Forfeit(_Entry):
+    """A ``[[forfeit]]`` entry: an authority whose rewards of ``weeks`` are forfeited, and why."""
+
     authority: str
     weeks: tuple[WeekField, ...] = Field(min_length=1)
     reason: str = Field(min_length=1)
@@ -318,6 +329,7 @@ class Program(_Entry):
         return [market for market, pool in self.score_pools(w).items() if pool > 0]
 
     def volume_pool_for(self, w: calendar.Week) -> int:
+        """The volume pool (micro-USDC) in force for week ``w``; 0 before the first entry."""
         entries = [p for p in self.volume_pool if p.effective_from <= w.monday]
         return max(entries, key=lambda p: p.effective_from).usdc if entries else 0
 

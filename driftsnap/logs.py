@@ -71,5 +71,6 @@ def configure(level: str = "info", fmt: Literal["auto", "json", "console"] = "au
 
 
 def get(name: str) -> structlog.stdlib.BoundLogger:
+    """The structlog logger named ``name`` (a module's ``__name__``)."""
     logger: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(name)
     return logger

@@ -98,11 +98,14 @@ class Metrics:
         )
 
     def render(self) -> bytes:
+        """Every metric in Prometheus's text format, as ``/metrics`` serves it."""
         return generate_latest(self.registry)
 
 
 @dataclass(frozen=True, slots=True)
 class Readiness:
+    """Whether a daemon is ready, and the reason ``/readyz`` gives."""
+
     ready: bool
     reason: str
 

@@ -36,6 +36,7 @@ class SamplingError(DriftsnapError):
 
 
 def new_seed() -> bytes:
+    """A fresh secret seed for a week, ``SEED_BYTES`` random bytes."""
     return secrets.token_bytes(SEED_BYTES)
 
 
@@ -62,6 +63,7 @@ class Schedule:
 
     @property
     def intervals(self) -> int:
+        """The number of cadence intervals in the week."""
         return timedelta(days=7) // self.cadence
 
     def interval_of(self, moment: datetime) -> int:

@@ -87,13 +87,16 @@ class Skipped:
     by_reason: collections.Counter[Reason] = field(default_factory=collections.Counter)
 
     def add(self, reason: Reason, count: int = 1) -> None:
+        """Count ``count`` more accounts skipped for ``reason`` (``seen`` is counted apart)."""
         self.by_reason[reason] += count
 
     @property
     def total(self) -> int:
+        """The number of accounts skipped, whatever the reason."""
         return sum(self.by_reason.values())
 
     def share(self) -> float:
+        """The share of the accounts seen that were skipped (0.0 when none were seen)."""
         return self.total / self.seen if self.seen else 0.0
 
     def enforce(self, max_share: float, *, what: str = "User accounts") -> None:

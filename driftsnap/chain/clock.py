@@ -77,6 +77,7 @@ class SystemClock:
         return not stop.is_set()
 
     async def sleep_until(self, moment: datetime, stop: asyncio.Event) -> bool:
+        """Return True at ``moment``, False as soon as ``stop`` is set."""
         while not stop.is_set():
             left = (moment - self.now()).total_seconds()
             if left <= 0:
@@ -148,6 +149,7 @@ class ChainClock:
         return self._blocks[-1].slot if self._blocks else None
 
     def now(self) -> datetime:
+        """The latest block's time, or the moment :meth:`sleep_until` last reached if later."""
         if not self._blocks:
             raise RuntimeError("the chain clock has not read the chain yet: await start() first")
         block_time = datetime.fromtimestamp(self._blocks[-1].time, UTC)
@@ -164,6 +166,7 @@ class ChainClock:
         return True
 
     async def sleep_until(self, moment: datetime, stop: asyncio.Event) -> bool:
+        """Return True once the block in force at ``moment`` is seen, False once ``stop`` is set."""
         # A look is short (TIMEOUT_S, and a 429 pauses it at most
         # RETRY_AFTER_MAX_S), so ``stop`` is checked between looks only.
         while not stop.is_set():

@@ -340,6 +340,7 @@ class Authorities:
     lookups: int = 0  # accounts asked of the chain, for the report
 
     def remember(self, pairs: Mapping[str, str]) -> None:
+        """Add account → authority pairs already known (e.g. the store's) to ``known``."""
         self.known.update(pairs)
 
     async def resolve(

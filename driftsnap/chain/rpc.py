@@ -202,6 +202,7 @@ class Client:
         await self.aclose()
 
     async def aclose(self) -> None:
+        """Close the HTTP client and detach the URL scrubber from httpx's logger."""
         await self._http.aclose()
         logging.getLogger("httpx").removeFilter(self._scrubber)
 

@@ -95,6 +95,7 @@ class Snapshot:
 
     @property
     def ok(self) -> bool:
+        """Whether the snapshot can be used: it was not rejected."""
         return self.rejection is None
 
     @property

@@ -45,10 +45,12 @@ def print_csv(rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> None
 
 
 def base_units(size: int) -> str:
+    """A ``BASE_PRECISION`` size as exact decimal text in base units."""
     return f"{Decimal(size) / protocol.BASE_PRECISION:f}"
 
 
 def price(value: int | None) -> str:
+    """A ``PRICE_PRECISION`` price as exact decimal text; ``"-"`` for ``None``."""
     return "-" if value is None else f"{Decimal(value) / protocol.PRICE_PRECISION:f}"
 
 

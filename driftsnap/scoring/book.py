@@ -26,6 +26,7 @@ class Side(enum.IntEnum):
 
     @property
     def label(self) -> str:
+        """``"bid"`` or ``"ask"``."""
         return "bid" if self is Side.BID else "ask"
 
 
@@ -42,6 +43,7 @@ class Order:
     is_vamm: bool = False
 
     def maker(self, key: MakerKey) -> str:
+        """The order's maker under ``key``: its authority or its User account."""
         return self.authority if key == "authority" else self.user
 
 
@@ -57,6 +59,7 @@ class Book:
     orders: tuple[Order, ...]
 
     def columns(self, maker_key: MakerKey, *, include_vamm: bool) -> BookColumns:
+        """The columnar view for ``maker_key``, with vAMM orders only if ``include_vamm``."""
         return BookColumns.from_book(self, maker_key, include_vamm=include_vamm)
 
 
@@ -77,6 +80,7 @@ class BookColumns:
 
     @classmethod
     def from_book(cls, book: Book, maker_key: MakerKey, *, include_vamm: bool) -> BookColumns:
+        """The columnar view of ``book``'s orders, with vAMM orders only if ``include_vamm``."""
         orders = [o for o in book.orders if include_vamm or not o.is_vamm]
         keys = [o.maker(maker_key) for o in orders]
         makers = tuple(sorted(set(keys)))

@@ -67,6 +67,7 @@ def parse(text: str | bytes, *, source: str = "book") -> book_mod.Book:
 
 
 def from_dict(data: Any, *, source: str = "book") -> book_mod.Book:
+    """A validated :class:`Book` from parsed JSON; :class:`InputError` naming the problem if not."""
     if not isinstance(data, dict):
         raise InputError(f"{source}: expected a JSON object, got {type(data).__name__}")
     try:

@@ -37,6 +37,7 @@ def canonical_json(doc: Any) -> str:
 
 
 def sha256_hex(data: str | bytes) -> str:
+    """The hex sha256 of ``data`` (text as UTF-8)."""
     return hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()
 
 
@@ -53,6 +54,7 @@ class BookLeaf:
     book_sha256: str
 
     def hash(self) -> str:
+        """The leaf hash: sha256 of the canonical JSON of the leaf's fields."""
         return sha256_hex(
             canonical_json(
                 {
@@ -102,6 +104,7 @@ class FillFact:
 
     @property
     def key(self) -> tuple[str, int, int]:
+        """The fill's natural key: market type, market index, fill record id."""
         return (self.market_type, self.market_index, self.fill_record_id)
 
 

@@ -54,4 +54,5 @@ class SnapshotScore:
 
     @property
     def total(self) -> float:
+        """The sum of every maker's score."""
         return sum(self.scores.values())

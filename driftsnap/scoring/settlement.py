@@ -37,6 +37,7 @@ class ExactSum:
             self.add(v)
 
     def add(self, x: float) -> None:
+        """Add ``x`` exactly; :class:`ScoringError` if it is not finite."""
         if not math.isfinite(x):
             raise ScoringError(f"cannot sum a non-finite score: {x}")
         partials = self._partials
@@ -52,11 +53,13 @@ class ExactSum:
         partials[i:] = [x]
 
     def merge(self, other: ExactSum) -> None:
+        """Add ``other``'s sum exactly."""
         for p in other._partials:
             self.add(p)
 
     @property
     def value(self) -> float:
+        """The sum, correctly rounded."""
         return math.fsum(self._partials)
 
 
@@ -82,6 +85,10 @@ class WeekAccumulator:
         self._params_hash: str | None = None
 
     def add(self, snapshot: result.SnapshotScore) -> None:
+        """Add a snapshot's scores (its shares, if ``normalized``) to its market's totals.
+
+        A snapshot of another parameter set is a :class:`ScoringError`.
+        """
         if self._params_hash is None:
             self._params_hash = snapshot.params_hash
         elif snapshot.params_hash != self._params_hash:
@@ -103,6 +110,7 @@ class WeekAccumulator:
             acc.totals.setdefault(maker, ExactSum()).add(value)
 
     def merge(self, other: WeekAccumulator) -> None:
+        """Add ``other``'s totals (same aggregation and parameter set) into these."""
         if other.aggregation != self.aggregation:
             raise ScoringError("cannot merge week totals of two aggregations")
         if self._params_hash is None:
@@ -117,6 +125,7 @@ class WeekAccumulator:
                 mine.totals.setdefault(maker, ExactSum()).merge(total)
 
     def totals(self, market: str) -> dict[str, float]:
+        """The week total of each maker of ``market`` (empty if it has no snapshot)."""
         acc = self.markets.get(market)
         return {m: s.value for m, s in acc.totals.items()} if acc else {}
 
@@ -130,6 +139,7 @@ class Participants:
     forfeited: frozenset[str] = frozenset()
 
     def includes(self, authority: str) -> bool:
+        """Whether ``authority`` shares the rewards: registered (or everyone is), not forfeited."""
         if authority in self.forfeited:
             return False
         return self.registered is None or authority in self.registered
@@ -149,6 +159,8 @@ class WeekTerms:
 
 @dataclass(frozen=True, slots=True)
 class MakerResult:
+    """One maker in a pool: its weight, whether it participates, its share and its reward."""
+
     maker: str
     authority: str
     weight: float | int
@@ -168,10 +180,12 @@ class PoolResult:
 
     @property
     def paid(self) -> int:
+        """Micro-USDC paid out of the pool."""
         return sum(m.reward for m in self.makers)
 
     @property
     def unallocated(self) -> int:
+        """Micro-USDC of the pool left unpaid."""
         return self.pool - self.paid
 
 
@@ -180,6 +194,8 @@ VOLUME = "*volume"
 
 @dataclass(frozen=True, slots=True)
 class WeekResult:
+    """A settled week under one method: each pool's makers, shares and rewards."""
+
     week: Week
     method: str
     params_hash: str
@@ -198,6 +214,7 @@ class WeekResult:
 
     @property
     def unallocated(self) -> int:
+        """Micro-USDC left unpaid over all pools."""
         return sum(p.unallocated for p in self.pools)
 
 

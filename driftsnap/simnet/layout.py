@@ -85,6 +85,7 @@ class Order:
 
     @property
     def remaining(self) -> int:
+        """The base amount not yet filled."""
         return self.base_asset_amount - self.base_asset_amount_filled
 
 
@@ -113,11 +114,13 @@ class User:
 
     @property
     def open_orders(self) -> int:
+        """The number of order slots holding an open order."""
         return sum(1 for o in self.orders if o.status == OrderStatus.OPEN)
 
 
 @functools.cache
 def idl_text() -> str:
+    """The Drift IDL JSON that driftpy ships (read once)."""
     return resources.files("driftpy").joinpath("idl/drift.json").read_text()
 
 
@@ -141,10 +144,12 @@ def variant(type_name: str, name: str | int) -> Any:
 
 
 def account_discriminator(name: str) -> bytes:
+    """Anchor's 8-byte discriminator of account type ``name``."""
     return hashlib.sha256(f"account:{name}".encode()).digest()[:8]
 
 
 def event_discriminator(name: str) -> bytes:
+    """Anchor's 8-byte discriminator of event type ``name``."""
     return hashlib.sha256(f"event:{name}".encode()).digest()[:8]
 
 
@@ -167,6 +172,7 @@ def encode_account(name: str, fields: Mapping[str, Any]) -> bytes:
 
 
 def decode_account(raw: bytes) -> Any:
+    """An account's bytes decoded with anchorpy (its discriminator picks the type)."""
     return coder().accounts.decode(raw)
 
 
@@ -371,6 +377,7 @@ class PerpMarketTemplate:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> PerpMarketTemplate:
+        """A template of a PerpMarket's bytes, its moving fields located through the coder."""
         fields = fields_of(decode_account(data))
 
         def fill_id(f: dict[str, Any], value: int) -> int:
@@ -393,6 +400,7 @@ class PerpMarketTemplate:
         )
 
     def render(self, next_fill_record_id: int, last_oracle_price: int) -> bytes:
+        """The bytes with ``next_fill_record_id`` and ``last_oracle_price`` patched in."""
         buf = bytearray(self.data)
         _U64.pack_into(buf, self.next_fill_record_id_offset, next_fill_record_id)
         _I64.pack_into(buf, self.last_oracle_price_offset, last_oracle_price)
@@ -412,18 +420,21 @@ def derive_perp_market(
 
 
 def perp_market_address(market_index: int) -> Pubkey:
+    """Drift's PDA for perp market ``market_index``."""
     return Pubkey.find_program_address(
         [b"perp_market", market_index.to_bytes(2, "little")], DRIFT_PROGRAM_ID
     )[0]
 
 
 def user_address(authority: Pubkey, sub_account_id: int) -> Pubkey:
+    """Drift's PDA for ``authority``'s User account ``sub_account_id``."""
     return Pubkey.find_program_address(
         [b"user", bytes(authority), sub_account_id.to_bytes(2, "little")], DRIFT_PROGRAM_ID
     )[0]
 
 
 def user_stats_address(authority: Pubkey) -> Pubkey:
+    """Drift's PDA for ``authority``'s UserStats account."""
     return Pubkey.find_program_address([b"user_stats", bytes(authority)], DRIFT_PROGRAM_ID)[0]
 
 

@@ -35,6 +35,7 @@ class Fill:
 
     @property
     def self_match(self) -> bool:
+        """Whether the taker is the maker's own authority."""
         return self.taker_authority is not None and self.taker_authority == self.maker_authority
 
 

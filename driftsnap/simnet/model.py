@@ -73,6 +73,7 @@ class Market:
     volatility_bps: float
 
     def oracle_raw(self, price: int | None = None) -> int:
+        """The oracle price (or ``price``) in the feed's raw units, ``oracle_exponent`` decimals."""
         # Pyth Lazer prices carry ``exponent`` decimals; protocol.PRICE_PRECISION has 6.
         scale: int = 10 ** (-self.oracle_exponent - 6)
         return (self.oracle_price if price is None else price) * scale
@@ -142,10 +143,12 @@ class Simulator:
     # ------------------------------------------------------------ time and lookups
 
     def ts_at(self, slot: int) -> int:
+        """The block time (unix s) of ``slot``."""
         return self.genesis_ts + (slot - GENESIS_SLOT) * self.slot_ms // 1000
 
     @property
     def ts(self) -> int:
+        """The block time (unix s) of the current slot."""
         return self.ts_at(self.slot)
 
     def _new_pubkey(self) -> Pubkey:
@@ -832,6 +835,7 @@ class Simulator:
         )
 
     def state_at(self, slot: int) -> SlotState | None:
+        """The ground truth of ``slot``, or ``None`` outside the history kept."""
         if not self.history or not self.history[0].slot <= slot <= self.history[-1].slot:
             return None
         return self.history[slot - self.history[0].slot]

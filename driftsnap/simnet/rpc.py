@@ -67,6 +67,7 @@ class RpcError(Exception):
         self.data = data
 
     def to_json(self) -> dict[str, Json]:
+        """The ``error`` object of a JSON-RPC response."""
         error: dict[str, Json] = {"code": self.code, "message": self.message}
         if self.data is not None:
             error["data"] = self.data
@@ -74,10 +75,12 @@ class RpcError(Exception):
 
 
 def invalid_params(message: str) -> RpcError:
+    """The JSON-RPC invalid-params error (-32602) with ``message``."""
     return RpcError(-32602, message)
 
 
 def error_response(error: RpcError, request_id: Json) -> dict[str, Json]:
+    """The JSON-RPC response carrying ``error`` for request ``request_id``."""
     return {"jsonrpc": "2.0", "error": error.to_json(), "id": request_id}
 
 
@@ -399,6 +402,7 @@ def _config(params: list[Json], index: int) -> Mapping[str, Json]:
 
 
 def parse_pubkey(text: Json) -> Pubkey:
+    """``text`` as a public key; an invalid-params :class:`RpcError` if it is not one."""
     if not isinstance(text, str):
         raise invalid_params("Invalid param: expected a base-58 public key")
     try:
@@ -408,6 +412,7 @@ def parse_pubkey(text: Json) -> Pubkey:
 
 
 def parse_encoding(config: Mapping[str, Json]) -> str:
+    """The encoding ``config`` asks for: ``binary`` if none, ``base64`` for ``jsonParsed``."""
     encoding = config.get("encoding") or "binary"
     if encoding == "jsonParsed":
         return "base64"  # nodes fall back to base64 for accounts they cannot parse

@@ -100,18 +100,22 @@ class SimnetServer:
 
     @property
     def url(self) -> str:
+        """The HTTP JSON-RPC endpoint."""
         return f"http://{self.host}:{self.port}"
 
     @property
     def ws_url(self) -> str:
+        """The websocket endpoint."""
         return f"ws://{self.host}:{self.port}"
 
     @property
     def listening(self) -> bool:
+        """Whether the server accepts connections (not during an outage)."""
         return self._runner is not None
 
     @property
     def faults(self) -> faults_mod.Faults:
+        """The node's faults in force."""
         return self.node.faults
 
     async def start(self, tasks: asyncio.TaskGroup) -> None:
@@ -123,6 +127,7 @@ class SimnetServer:
             self._clock_task = tasks.create_task(self._clock(self.tick_s), name="simnet-clock")
 
     async def stop(self) -> None:
+        """Cancel the clock and any outage, then stop listening and drop every connection."""
         for task in (self._clock_task, self._outage_task):
             if task is not None and not task.done():
                 task.cancel()

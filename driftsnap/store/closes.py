@@ -65,6 +65,8 @@ class Close:
 
 @dataclass(frozen=True, slots=True)
 class PayoutRow:
+    """One payout row of a closed week: a maker's weight and reward in one pool."""
+
     pool: str
     maker: str
     authority: str

@@ -187,6 +187,7 @@ class EmbeddedServer:
 
     @property
     def log_file(self) -> Path:
+        """Where the embedded server writes its log."""
         return self.data_dir / "pgdata" / "log"
 
     def stop(self) -> None:
@@ -256,6 +257,7 @@ class Database:
     embedded: EmbeddedServer | None
 
     def close(self) -> None:
+        """Dispose of the engine and give up the embedded server, if one runs."""
         self.engine.dispose()
         if self.embedded is not None:
             self.embedded.stop()

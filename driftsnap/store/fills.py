@@ -350,6 +350,7 @@ class Gap:
 
     @property
     def count(self) -> int:
+        """The number of ids missing."""
         return self.last - self.first + 1
 
 
@@ -374,10 +375,12 @@ class MarketCheck:
 
     @property
     def missing(self) -> int:
+        """The number of fill record ids missing over all gaps."""
         return sum(g.count for g in self.gaps)
 
     @property
     def ok(self) -> bool:
+        """Whether no id is missing."""
         return not self.gaps
 
 

@@ -23,12 +23,15 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class Participant:
+    """A registered maker: its authority, a name, and the weeks it is registered for."""
+
     authority: str
     name: str
     from_week: calendar.Week | None
     until_week: calendar.Week | None
 
     def active(self, week: calendar.Week) -> bool:
+        """Whether ``week`` falls in the registration (both ends inclusive, ``None`` unbounded)."""
         return (self.from_week is None or self.from_week <= week) and (
             self.until_week is None or week <= self.until_week
         )
@@ -86,6 +89,8 @@ def remove_participant(conn: sa.Connection, authority: str, *, from_week: calend
 
 @dataclass(frozen=True, slots=True)
 class Forfeit:
+    """One forfeited week of an authority's rewards, and why."""
+
     authority: str
     week: calendar.Week
     reason: str

@@ -46,12 +46,15 @@ _FILE_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 @dataclass(frozen=True, slots=True)
 class Migration:
+    """One migration file: its version, file name and SQL text."""
+
     version: int
     name: str
     sql: str
 
     @property
     def sha256(self) -> str:
+        """The hex sha256 of the SQL, as the ledger records it."""
         return hashlib.sha256(self.sql.encode()).hexdigest()
 
 
@@ -86,6 +89,7 @@ class Status:
 
     @property
     def state(self) -> Literal["ok", "behind", "ahead", "edited"]:
+        """``edited``, ``ahead`` (unknown versions), ``behind`` (files pending) or ``ok``."""
         if self.edited:
             return "edited"
         if self.unknown:
@@ -94,6 +98,7 @@ class Status:
 
     @property
     def version(self) -> int:
+        """The highest applied version (0 on a fresh database)."""
         return max(self.applied, default=0)
 
 

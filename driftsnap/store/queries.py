@@ -57,6 +57,7 @@ class Coverage:
 
     @property
     def coverage(self) -> float:
+        """The share of the ticks that were ok (0.0 without ticks)."""
         return self.ok / self.ticks if self.ticks else 0.0
 
 

@@ -81,6 +81,7 @@ def method_id(conn: sa.Connection, params_hash: str) -> int | None:
 
 
 def account_id(conn: sa.Connection, pubkey: str) -> int | None:
+    """The stored id of an account, None if it was never stored."""
     a = schema.accounts
     found: int | None = conn.execute(
         sa.select(a.c.account_id).where(a.c.pubkey == pubkey)

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 
 def partition_name(table: str, week: Week) -> str:
+    """The name of ``week``'s partition of ``table``, e.g. ``bracket_cells_2026w47``."""
     return f"{table}_{week.year}w{week.number:02d}"
 
 
@@ -83,6 +84,8 @@ def partitions(conn: sa.Connection, table: str) -> list[str]:
 
 @dataclass(frozen=True, slots=True)
 class WeekRecord:
+    """A week's sampling record: cadence, seed commitment, and the seed once revealed."""
+
     week_start: date
     cadence: timedelta
     seed_sha256: str
