@@ -15,7 +15,7 @@ from solders.rpc.errors import MinContextSlotNotReachedMessage, NodeUnhealthyMes
 from solders.rpc.responses import GetSlotResp
 from solders.signature import Signature
 
-from driftsnap.simnet import faults, layout, rpc, server
+from driftsnap.simnet import faults, layout, model, rpc, server
 from tests import simnet_helpers as h
 
 if TYPE_CHECKING:
@@ -202,6 +202,61 @@ async def test_more_than_1000_signatures_between_two_polls(node: server.SimnetSe
         ).value
     assert len(page) + len(rest) >= 1500
     assert {s.signature for s in page}.isdisjoint({s.signature for s in rest})
+
+
+@pytest.mark.asyncio
+async def test_forged_fills_are_listed_under_drift_but_never_invoke_it(
+    node: server.SimnetServer, session: aiohttp.ClientSession
+) -> None:
+    """forge_fills=2: two transactions listed under Drift whose logs claim a Drift fill of a
+    million USDC with the market's next real id, while their message never names Drift."""
+    next_ids = {i: m.next_fill_record_id for i, m in node.sim.markets.items()}
+    before = node.sim.ledger.next_seq
+    node.set_faults(forge_fills=2)
+    await node.advance(1)
+    forged = [tx for tx in node.sim.ledger.since(before) if tx.signature in node.sim.forged]
+    assert len(forged) == 2
+    assert node.faults.forge_fills == 0  # an action: performed once, then reset
+    listed = await h.call(
+        session, node.url, "getSignaturesForAddress", [model.DRIFT_PROGRAM, {"limit": 1000}]
+    )
+    assert {tx.signature for tx in forged} <= {s["signature"] for s in listed["result"]}
+    for tx in forged:
+        assert tx.fills == ()  # nothing happened on chain
+        answer = (await h.call(session, node.url, "getTransaction", [tx.signature]))["result"]
+        message = answer["transaction"]["message"]
+        assert model.DRIFT_PROGRAM not in message["accountKeys"]
+        (instruction,) = message["instructions"]
+        assert message["accountKeys"][instruction["programIdIndex"]] == model.FORGER_PROGRAM
+        logs = answer["meta"]["logMessages"]
+        assert logs[0] == f"Program {model.DRIFT_PROGRAM} invoke [1]"
+        (event,) = h.drift_events(logs)
+        assert int(event.data.quote_asset_amount_filled) == model.FORGED_QUOTE
+        assert int(event.data.fill_record_id) >= next_ids[int(event.data.market_index)]
+    # The forgeries do not advance the markets' counters: only real fills do.
+    real = [f for tx in node.sim.ledger.since(before) for f in tx.fills]
+    for index, market in node.sim.markets.items():
+        assert market.next_fill_record_id == next_ids[index] + sum(
+            1 for f in real if f.market_index == index
+        )
+
+
+@pytest.mark.asyncio
+async def test_ignore_before_serves_the_newest_page_again(
+    node: server.SimnetServer, session: aiohttp.ClientSession
+) -> None:
+    """ignore_before=2: two pages asked for ``before`` X come back as the newest page, then
+    paging works again."""
+    params = [model.DRIFT_PROGRAM, {"limit": 5}]
+    newest = (await h.call(session, node.url, "getSignaturesForAddress", params))["result"]
+    older = [model.DRIFT_PROGRAM, {"limit": 5, "before": newest[-1]["signature"]}]
+    node.set_faults(ignore_before=2)
+    for _ in range(2):
+        again = (await h.call(session, node.url, "getSignaturesForAddress", older))["result"]
+        assert again == newest
+    paged = (await h.call(session, node.url, "getSignaturesForAddress", older))["result"]
+    assert paged
+    assert {s["signature"] for s in paged}.isdisjoint(s["signature"] for s in newest)
 
 
 @pytest.mark.asyncio

@@ -3,9 +3,10 @@
 Counters (``http_429``, ``node_behind``, ...) affect the next N requests and count down, so a test
 arms exactly the failure it wants and knows when it is over. ``chaos`` instead draws transient
 faults at random (from its own seeded RNG), for long runs from the command line.
-``signature_burst``, ``truncate_logs``, ``unlist_transactions`` and ``down_ms`` are actions: the
-server performs them and resets them to zero; ``burst_every_slots``, ``truncate_every_slots`` and
-``outage_every_slots`` repeat them on the slot clock, for long runs.
+``signature_burst``, ``truncate_logs``, ``unlist_transactions``, ``forge_fills`` and ``down_ms``
+are actions: the server performs them and resets them to zero; ``burst_every_slots``,
+``truncate_every_slots`` and ``outage_every_slots`` repeat them on the slot clock, for long runs.
+``forge_fills`` and ``ignore_before`` make it a lying node, not a failing one.
 """
 
 from __future__ import annotations
@@ -53,6 +54,16 @@ class Faults(pydantic.BaseModel):
         0, ge=0, description="action: getSignaturesForAddress never lists the next N txs"
     )
     down_ms: int = pydantic.Field(0, ge=0, description="action: stop listening for this long")
+    # A lying node: what an attacker in front of the chain (or a compromised provider) serves.
+    forge_fills: int = pydantic.Field(
+        0,
+        ge=0,
+        description="action: N forged fills in the next slot: transactions listed under Drift "
+        "whose logs claim a Drift fill of 1,000,000 USDC, but which never invoke Drift",
+    )
+    ignore_before: int = pydantic.Field(
+        0, ge=0, description="next N getSignaturesForAddress calls ignore before (pages repeat)"
+    )
 
     def updated(self, changes: dict[str, object]) -> Faults:
         """A copy with ``changes`` applied and validated (raises ``pydantic.ValidationError``)."""

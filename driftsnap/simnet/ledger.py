@@ -51,6 +51,14 @@ class Transaction:
     logs: tuple[str, ...]
     compute_units: int
     fills: tuple[Fill, ...]
+    # Addresses a lying node lists the transaction under though its message never names them
+    # (a forged fill, listed under the Drift program): getSignaturesForAddress sees them.
+    listed_under: tuple[str, ...] = ()
+
+    @property
+    def index_keys(self) -> tuple[str, ...]:
+        """Every address getSignaturesForAddress lists this transaction under."""
+        return self.account_keys + tuple(k for k in self.listed_under if k not in self.account_keys)
 
 
 class Ledger:
@@ -79,16 +87,25 @@ class Ledger:
         logs: tuple[str, ...],
         compute_units: int,
         fills: tuple[Fill, ...],
+        listed_under: tuple[str, ...] = (),
     ) -> Transaction:
         """Append a transaction, dropping the oldest beyond ``max_transactions``."""
         tx = Transaction(
-            self._next_seq, signature, slot, block_time, account_keys, logs, compute_units, fills
+            self._next_seq,
+            signature,
+            slot,
+            block_time,
+            account_keys,
+            logs,
+            compute_units,
+            fills,
+            listed_under,
         )
         self._next_seq += 1
         self.transactions[signature] = tx
         self._by_seq[tx.seq] = tx
         self._order.append(tx)
-        for key in account_keys:
+        for key in tx.index_keys:
             self._by_address.setdefault(key, []).append(tx.seq)
         while len(self._order) > self.max_transactions:
             self._forget(self._order.popleft())
@@ -97,7 +114,7 @@ class Ledger:
     def _forget(self, tx: Transaction) -> None:
         del self.transactions[tx.signature]
         del self._by_seq[tx.seq]
-        for key in tx.account_keys:
+        for key in tx.index_keys:
             seqs = self._by_address[key]
             # The oldest transaction is first in every list it is in.
             del seqs[0]

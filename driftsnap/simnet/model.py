@@ -39,6 +39,10 @@ GENESIS_SLOT: Final = 348_900_700
 GENESIS_TS: Final = 1_750_772_100
 THIRTY_DAYS_S: Final = 30 * 86_400
 TRUNCATED_LOG: Final = "Log truncated"  # the line a node ends logs it cut short with
+# The program a forged transaction really invokes: a lying node lists the transaction under the
+# Drift program and writes Drift's frames into its logs, but its message never names Drift.
+FORGER_PROGRAM: Final = "Forger1111111111111111111111111111111111111"
+FORGED_QUOTE: Final = 1_000_000 * protocol.QUOTE_PRECISION  # the volume a forged fill claims
 
 
 def rent_exempt_lamports(size: int) -> int:
@@ -137,6 +141,9 @@ class Simulator:
         # records happened, but a reader that pages signatures cannot see them.
         self.unlist_next = 0
         self.unlisted: set[str] = set()
+        # Forged fills a lying node serves: listed under Drift, never invoking it (no truth).
+        self.forge_next = 0
+        self.forged: set[str] = set()
         self._build()
         self._record_history()
 
@@ -510,6 +517,9 @@ class Simulator:
         burst, self.pending_burst = self.pending_burst, 0
         for _ in range(burst):
             self._jit_fill(self.markets[self.rng.choice(sorted(self.markets))])
+        forge, self.forge_next = self.forge_next, 0
+        for _ in range(forge):
+            self._forged_fill(self.markets[self.rng.choice(sorted(self.markets))])
         self._touch_markets()
         self._record_history()
 
@@ -704,6 +714,67 @@ class Simulator:
             jit=True,
         )
         self._add_transaction(signature, market, [taker, maker], [event], [record])
+
+    def _forged_fill(self, market: Market) -> None:
+        """A transaction that never invokes Drift, whose logs claim a Drift fill of a million
+        USDC to an attacker's User account, with the id the market's next real fill will get.
+
+        Nothing on chain changes (no truth records it); only a lying node lists it under the
+        Drift program and serves its logs. A reader that trusts the logs alone pays for it.
+        """
+        attacker = self.rng.choice(self.takers)
+        base = self._size_for(market, 1_000_000.0)
+        order = layout.Order(
+            order_id=self.users[attacker].next_order_id,
+            market_index=market.index,
+            direction=protocol.Direction.LONG,
+            base_asset_amount=base,
+            slot=self.slot,
+            price=market.oracle_price,
+            post_only=True,
+            base_asset_amount_filled=base,
+            quote_asset_amount_filled=FORGED_QUOTE,
+        )
+        event = layout.order_action_fill(
+            ts=self.ts,
+            market_index=market.index,
+            filler=self.keepers[0],
+            fill_record_id=market.next_fill_record_id,  # not advanced: the next real one's id
+            base=base,
+            quote=FORGED_QUOTE,
+            taker=None,
+            taker_order=None,
+            maker=attacker,
+            maker_order=order,
+            oracle_price=market.oracle_price,
+            jit=False,
+        )
+        signature = self._new_signature()
+        keys = (
+            str(self.users[attacker].authority),
+            str(attacker),
+            str(market.address),
+            FORGER_PROGRAM,
+            str(market.oracle_address),
+        )
+        logs = (
+            f"Program {DRIFT_PROGRAM} invoke [1]",
+            "Program log: Instruction: FillPerpOrder",
+            "Program data: " + base64.b64encode(event).decode(),
+            f"Program {DRIFT_PROGRAM} consumed 40000 of 1400000 compute units",
+            f"Program {DRIFT_PROGRAM} success",
+        )
+        self.forged.add(signature)
+        self.ledger.record(
+            signature=signature,
+            slot=self.slot,
+            block_time=self.ts,
+            account_keys=keys,
+            logs=logs,
+            compute_units=40_300,
+            fills=(),
+            listed_under=(DRIFT_PROGRAM,),
+        )
 
     def _fill_record(
         self,

@@ -235,6 +235,8 @@ class Node:
         for name, value in (("before", before), ("until", until)):
             if value is not None and not isinstance(value, str):
                 raise invalid_params(f"Invalid param: {name} must be a signature string")
+        if self._take("ignore_before"):
+            before = None  # a broken (or hostile) node: every page is the newest one again
         txs = self.sim.ledger.signatures_for(address, before=before, until=until, limit=limit)
         return [
             {
@@ -523,12 +525,31 @@ def b58decode(text: str) -> bytes:
 
 def _transaction_json(tx: ledger.Transaction) -> dict[str, Json]:
     keys = list(tx.account_keys)
-    drift = keys.index(model.DRIFT_PROGRAM)
-    budget = keys.index(model.COMPUTE_BUDGET_PROGRAM)
+    # A forged transaction invokes the forger's program where a real one invokes Drift.
+    programs = (model.DRIFT_PROGRAM, model.FORGER_PROGRAM, model.COMPUTE_BUDGET_PROGRAM)
+    drift = next(i for i, k in enumerate(keys) if k in programs[:2])
     # SetComputeUnitLimit(1_400_000), then fill_perp_order(order_id: None, maker_order_id: None).
     budget_data = b58encode(bytes([2]) + (1_400_000).to_bytes(4, "little")).decode()
     fill_data = b58encode(FILL_PERP_ORDER_SIGHASH + b"\x00\x00").decode()
-    readonly = sum(1 for k in keys if k in (model.DRIFT_PROGRAM, model.COMPUTE_BUDGET_PROGRAM))
+    readonly = sum(1 for k in keys if k in programs)
+    instructions = [
+        {
+            "programIdIndex": drift,
+            "accounts": [i for i in range(len(keys)) if keys[i] not in programs],
+            "data": fill_data,
+            "stackHeight": None,
+        },
+    ]
+    if model.COMPUTE_BUDGET_PROGRAM in keys:
+        instructions.insert(
+            0,
+            {
+                "programIdIndex": keys.index(model.COMPUTE_BUDGET_PROGRAM),
+                "accounts": [],
+                "data": budget_data,
+                "stackHeight": None,
+            },
+        )
     oracle_readonly = 1  # the oracle, last of the Drift instruction's accounts
     balances = [1_000_000_000 - 5_000 * i for i in range(len(keys))]
     return {
@@ -546,20 +567,7 @@ def _transaction_json(tx: ledger.Transaction) -> dict[str, Json]:
                 "recentBlockhash": b58encode(
                     hashlib.sha256(tx.slot.to_bytes(8, "little")).digest()
                 ).decode(),
-                "instructions": [
-                    {
-                        "programIdIndex": budget,
-                        "accounts": [],
-                        "data": budget_data,
-                        "stackHeight": None,
-                    },
-                    {
-                        "programIdIndex": drift,
-                        "accounts": [i for i in range(len(keys)) if i not in (drift, budget)],
-                        "data": fill_data,
-                        "stackHeight": None,
-                    },
-                ],
+                "instructions": instructions,
             },
         },
         "meta": {

@@ -222,12 +222,18 @@ class SimnetServer:
     def _apply_actions(self) -> None:
         """Hand one-shot actions to the simulator, which performs them in its next step."""
         f = self.node.faults
-        if f.signature_burst or f.truncate_logs or f.unlist_transactions:
+        if f.signature_burst or f.truncate_logs or f.unlist_transactions or f.forge_fills:
             self.sim.pending_burst += f.signature_burst
             self.sim.truncate_next_logs += f.truncate_logs
             self.sim.unlist_next += f.unlist_transactions
+            self.sim.forge_next += f.forge_fills
             self.node.faults = f.model_copy(
-                update={"signature_burst": 0, "truncate_logs": 0, "unlist_transactions": 0}
+                update={
+                    "signature_burst": 0,
+                    "truncate_logs": 0,
+                    "unlist_transactions": 0,
+                    "forge_fills": 0,
+                }
             )
 
     # ------------------------------------------------------------ HTTP
