@@ -10,6 +10,7 @@ import dataclasses
 import json
 import signal
 import sys
+import time
 from datetime import UTC, datetime
 
 import aiohttp
@@ -46,6 +47,39 @@ def test_the_flags_for_long_runs() -> None:
     for bad in (["--slot-ms", "0"], ["--genesis-ts", "-5"], ["--history-slots", "x"]):
         with pytest.raises(SystemExit):
             _parse(*bad)
+
+
+def test_the_chain_time_starts_now_unless_fixed_or_given() -> None:
+    """Without --genesis-ts the simulated chain starts at the wall clock (a daemon on the wall
+    clock then sees its fills in the current week); --fixed-time keeps June 2025 on every run,
+    and the two flags exclude each other."""
+    before = int(time.time())
+    now = command.genesis_ts(_parse())
+    assert before <= now <= int(time.time())
+    assert command.genesis_ts(_parse("--fixed-time")) == model.GENESIS_TS
+    assert command.genesis_ts(_parse("--genesis-ts", str(MONDAY))) == MONDAY
+    with pytest.raises(SystemExit):
+        _parse("--fixed-time", "--genesis-ts", str(MONDAY))
+
+
+@pytest.mark.asyncio
+async def test_the_simnet_command_serves_todays_block_times() -> None:
+    """`driftsnap simnet` with no time flag: the latest block time is within a minute of now."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", ENTRY, "--scenario", "quiet", "--port", "0",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    try:
+        ready = json.loads(await asyncio.wait_for(proc.stdout.readline(), timeout=30))
+        async with aiohttp.ClientSession() as session:
+            slot = (await h.call(session, ready["rpc"], "getSlot"))["result"]
+            block = (await h.call(session, ready["rpc"], "getBlockTime", [slot]))["result"]
+        assert abs(block - time.time()) < 60
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.communicate(), timeout=30)
+    assert proc.returncode == 0
 
 
 def test_time_starts_at_the_genesis_given() -> None:

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import signal
 import sys
+import time
 
 import pydantic
 
@@ -20,8 +21,10 @@ from driftsnap import errors
 from driftsnap.simnet import faults as faults_mod
 from driftsnap.simnet import scenarios
 
-# The block time of the first slot when --genesis-ts is not given (model.GENESIS_TS; the model
-# is not imported here: it pulls in the layout, and every `driftsnap` command builds this parser).
+# The block time of the first slot with --fixed-time (model.GENESIS_TS, June 2025; the model is
+# not imported here: it pulls in the layout, and every `driftsnap` command builds this parser).
+# Without it or --genesis-ts the chain's time starts at the wall clock, so that a daemon on the
+# wall clock finds its fills and its scores in the same week and its lag metric near zero.
 DEFAULT_GENESIS_TS = 1_750_772_100
 
 FAST_TICK_S = 0.02
@@ -49,13 +52,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "says: with --slot-ms 60000 a simulated week passes in about 3.5 minutes (run the "
         "daemon with DRIFTSNAP_CLOCK=chain to follow it)",
     )
-    parser.add_argument(
+    genesis = parser.add_mutually_exclusive_group()
+    genesis.add_argument(
         "--genesis-ts",
         type=_positive,
-        default=DEFAULT_GENESIS_TS,
+        default=None,
         metavar="UNIX_S",
-        help="block time of the first slot, in unix seconds (e.g. just before a Monday 00:00 UTC "
-        "to simulate a whole program week)",
+        help="block time of the first slot, in unix seconds (default: now; e.g. just before a "
+        "Monday 00:00 UTC to simulate a whole program week)",
+    )
+    genesis.add_argument(
+        "--fixed-time",
+        action="store_true",
+        help=f"start the chain's time at {DEFAULT_GENESIS_TS} (2025-06-24 13:35 UTC) whatever "
+        "the date: the same block times on every run",
     )
     parser.add_argument(
         "--history-slots",
@@ -134,6 +144,13 @@ def scenario_from(args: argparse.Namespace) -> scenarios.Scenario:
     return dataclasses.replace(chosen, **changes)
 
 
+def genesis_ts(args: argparse.Namespace) -> int:
+    """The block time of the first slot: ``--genesis-ts``, the fixed time, or now."""
+    if args.genesis_ts is not None:
+        return int(args.genesis_ts)
+    return DEFAULT_GENESIS_TS if args.fixed_time else int(time.time())
+
+
 def faults_from(args: argparse.Namespace, sim_users: list[str]) -> faults_mod.Faults:
     """The faults the flags ask for; malformed accounts are the first N users, kinds in turn."""
     kinds: tuple[faults_mod.Malformation, ...] = ("truncated", "wrong_discriminator", "wrong_owner")
@@ -188,7 +205,7 @@ async def _serve(args: argparse.Namespace) -> int:
             port=args.port,
             slot_ms=args.slot_ms,
             tick_s=tick_s,
-            genesis_ts=args.genesis_ts,
+            genesis_ts=genesis_ts(args),
         ) as node:
             users = [str(a) for a in node.sim.users]
             node.set_faults(**faults_from(args, users).model_dump())
