@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import html
 import json
 import logging
@@ -15,7 +16,7 @@ from PIL import Image
 
 from driftsnap import calendar, cli, config
 from driftsnap.flows import close as close_flow
-from driftsnap.scoring import fill, methods, scorer, settlement
+from driftsnap.scoring import fill, methods, payouts, scorer, settlement
 from driftsnap.store import closes, makers, queries, snapshots
 from driftsnap.store import fills as store_fills
 from driftsnap.store.seeds import Seeds
@@ -192,6 +193,51 @@ def test_report_shows_the_stored_close_exactly(
         key=[built.fills[5].signature, books.key("hostile-sig-1")].index,
     )
     _check_pngs(out, doc)
+
+
+def test_self_matches_are_summarised_per_wallet_with_every_fill_in_a_csv(
+    pg_engine: sa.Engine, tmp_path: Path, cli_env: None
+) -> None:
+    """Hundreds of self-matched fills make one line per wallet on the page, not one per fill;
+    self_matches.csv next to it lists every one of them, as report.json has them."""
+    built = build_week(pg_engine, tmp_path, week=PAST)
+    at = int((PAST.start + timedelta(hours=40)).timestamp())
+    wallets = [books.key(f"washer-{w}") for w in range(3)]
+    fills = [
+        fill.Fill(
+            market_type="spot", market_index=3, fill_record_id=1 + i,
+            signature=books.key(f"wash-sig-{i}"), event_index=0, slot=9_000 + i,
+            block_time=at + i, maker=books.key(f"wash-maker-{i % 3}"),
+            maker_authority=wallets[i % 3], taker=books.key(f"wash-taker-{i % 3}"),
+            taker_authority=wallets[i % 3], base_filled=10**9, quote_filled=1_000_000 + i,
+            maker_fee=None, action_explanation="none", commitment="finalized",
+        )
+        for i in range(300)
+    ]  # fmt: skip
+    with pg_engine.begin() as conn:
+        store_fills.write(conn, fills, watermark=None)
+    _close(pg_engine, built, PAST)
+    out = tmp_path / "report"
+    assert cli.main(["report", "--week", str(PAST), "--out", str(out)]) == 0
+    page = (out / "index.html").read_text()
+    doc = json.loads((out / "report.json").read_text())
+    listed_in_doc = [m["signature"] for m in doc["self_matches"]]
+    assert {f.signature for f in fills} <= set(listed_in_doc)  # the week had one already
+    assert not any(s in page for s in listed_in_doc)  # no per-fill rows on the page
+    assert f"{len(listed_in_doc)} fill(s)" in page
+    assert 'href="self_matches.csv"' in page
+    for w in range(3):
+        wallet = wallets[w]
+        quote = sum(f.quote_filled for f in fills if f.maker_authority == wallet)
+        row = f'<td><span class="key">{wallet}</span></td><td class="n">100</td>'
+        assert row in page
+        assert f'<td class="n">{payouts.usdc(quote)}</td>' in page
+    with (out / "self_matches.csv").open(newline="") as f:
+        listed = list(csv.DictReader(f))
+    assert [r["signature"] for r in listed] == listed_in_doc
+    assert sum(int(r["quote_micro_usdc"]) for r in listed) == sum(
+        m["quote_micro_usdc"] for m in doc["self_matches"]
+    )
 
 
 def test_uptime_counts_snapshots_quoted_on_both_sides(

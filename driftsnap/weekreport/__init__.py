@@ -7,6 +7,7 @@ It writes into one directory::
     share-*.png    per market, the top makers' cumulative score share over the week
     uptime.png     two-sided uptime per maker and market
     coverage.png   ticks ok / rejected / missed per market
+    self_matches.csv  every self-matched fill (the page summarises them per authority)
     maker-*.png    with a maker: its mean score per snapshot, stacked by bracket and side
 
 Typical use (the CLI's)::
@@ -26,10 +27,12 @@ Errors are in :mod:`driftsnap.weekreport.errors` (all exit 2).
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import tempfile
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from driftsnap import logs
 from driftsnap.flows import close
@@ -135,6 +138,7 @@ def write(
         doc["charts"].append(chart.entry())
         log.info("report_chart", file=chart.file, title=chart.title, ms=_ms(t))
     _write_text(out / "report.json", json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
+    _write_text(out / page.SELF_MATCHES_CSV, _self_matches_csv(doc["self_matches"]))
     _write_text(out / "index.html", page.render(doc))
     log.info(
         "report_written",
@@ -145,6 +149,21 @@ def write(
         ms=_ms(started),
     )
     return doc
+
+
+SELF_MATCH_COLUMNS: Final = (
+    "signature", "market", "market_type", "market_index", "fill_record_id", "slot", "block_time",
+    "authority", "maker", "taker", "quote_micro_usdc",
+)  # fmt: skip
+
+
+def _self_matches_csv(rows: list[dict[str, Any]]) -> str:
+    """Every self-matched fill as CSV, oldest first, quote in micro-USDC (exact integers)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, SELF_MATCH_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
 
 
 def _write_text(path: Path, text: str) -> None:

@@ -16,7 +16,7 @@ from driftsnap.scoring import payouts
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
 
-SELF_MATCH_ROWS = 500  # the page lists this many; report.json has them all
+SELF_MATCHES_CSV = "self_matches.csv"  # every self-matched fill, next to the page
 
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 78em; color: #222; }
@@ -261,25 +261,40 @@ def _coverage(doc: Mapping[str, Any]) -> list[str]:
     ]  # fmt: skip
 
 
+def self_match_summary(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per authority: its self-matched fills, their quote (micro-USDC) and markets, most first."""
+    by: dict[str, dict[str, Any]] = {}
+    for m in rows:
+        a = by.setdefault(m["authority"], {"authority": m["authority"], "fills": 0, "quote": 0,
+                                            "markets": set()})  # fmt: skip
+        a["fills"] += 1
+        a["quote"] += m["quote_micro_usdc"]
+        a["markets"].add(m["market"] or f"{m['market_type']}-{m['market_index']}")
+    out = [{**a, "markets": sorted(a["markets"])} for a in by.values()]
+    return sorted(out, key=lambda a: (-a["fills"], a["authority"]))
+
+
 def _self_matches(doc: Mapping[str, Any]) -> list[str]:
     rows = doc["self_matches"]
     out = ["<h2>Self-matches</h2>"]
     if not rows:
         return [*out, "<p>No self-matched fills this week.</p>"]
+    # One line per wallet, not per fill: a busy week has hundreds of them, which made the page
+    # tens of thousands of pixels tall. Every fill, with its signature, is in the CSV.
+    summary = self_match_summary(rows)
     out.append(
-        f"<p>{len(rows)} fill(s) whose maker and taker share an authority, excluded from volume"
-        + (f"; the first {SELF_MATCH_ROWS} are listed, report.json has all"
-           if len(rows) > SELF_MATCH_ROWS else "")
-        + ".</p>"
-    )  # fmt: skip
+        f"<p>{len(rows):,} fill(s) whose maker and taker share an authority, excluded from "
+        f"volume, by {len(summary):,} authorit{'y' if len(summary) == 1 else 'ies'}. Every "
+        f'fill, with its signature: <a href="{SELF_MATCHES_CSV}">{SELF_MATCHES_CSV}</a> '
+        "(and report.json).</p>"
+    )
     out.append(
         _table(
-            ["signature", "market", "fill id", "slot", "block time", "authority", "quote USDC"],
+            ["authority", "fills", "quote USDC", "markets"],
             (
-                [_key(m["signature"]), m["market"] or f"{m['market_type']}-{m['market_index']}",
-                 _n(m["fill_record_id"]), _n(m["slot"]), m["block_time"], _key(m["authority"]),
-                 _n(payouts.usdc(m["quote_micro_usdc"]))]
-                for m in rows[:SELF_MATCH_ROWS]
+                [_key(a["authority"]), _n(a["fills"]), _n(payouts.usdc(a["quote"])),
+                 ", ".join(a["markets"])]
+                for a in summary
             ),
         )
     )  # fmt: skip
