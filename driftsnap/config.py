@@ -16,6 +16,7 @@ import hashlib
 import json
 import re
 import tomllib
+import unicodedata
 from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
 from importlib import resources
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -167,18 +169,64 @@ def load_settings(**overrides: Any) -> Settings:
 
 # ---------------------------------------------------------------------------- program file
 
+# A program file is a page of TOML (the shipped one is 3 KB): a megabyte is far beyond any real
+# one, and refusing more keeps a mistaken `--program /dev/zero` or a huge file from eating memory.
+MAX_PROGRAM_BYTES = 1 << 20
+# A pool beyond a trillion USDC is a typo (or `1e400`), not a program; the bound also keeps every
+# micro-USDC amount exact in Decimal's 28 digits and far inside Postgres's bigint.
+MAX_POOL_USDC = 10**12
+# Operator text that is stored and printed back (maker names, reasons): bounded, and no
+# character that steers a terminal. Unicode categories Cc (C0/C1 controls: ESC, BEL, CR, ...),
+# Cf (format: bidi overrides U+202E, zero-width characters), Cs (lone surrogates from undecodable
+# arguments), Zl/Zp (line and paragraph separators).
+MAX_NAME_CHARS = 64
+MAX_REASON_CHARS = 500
+CONTROL_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+def control_char(text: str) -> str | None:
+    """The first character of ``text`` that is a control character (see above), or None."""
+    return next((c for c in text if unicodedata.category(c) in CONTROL_CATEGORIES), None)
+
+
+def text_problem(text: str, *, limit: int) -> str | None:
+    """Why ``text`` cannot be kept as operator text (too long, a control character), or None."""
+    if len(text) > limit:
+        return f"at most {limit} characters (got {len(text)})"
+    if (bad := control_char(text)) is not None:
+        return f"must not contain control characters (got {bad!r} in {text[:40]!r})"
+    return None
+
+
+def _plain(limit: int) -> Any:
+    def check(value: str) -> str:
+        if (problem := text_problem(value, limit=limit)) is not None:
+            raise ValueError(problem)
+        return value
+
+    return AfterValidator(check)
+
+
+# Program strings: one line each, names short, reasons a paragraph at most.
+Label = Annotated[str, Field(min_length=1), _plain(MAX_NAME_CHARS)]
+Reason = Annotated[str, Field(min_length=1), _plain(MAX_REASON_CHARS)]
+Line = Annotated[str, _plain(MAX_REASON_CHARS)]
+
 
 def _usdc(value: Any) -> int:
     """Micro-USDC from a TOML integer or a decimal string with at most 6 decimals."""
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise ValueError(f"must be an integer or a decimal string of USDC (got {value!r})")
+    got = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
     try:
         amount = Decimal(value)
     except InvalidOperation:
-        raise ValueError(f"not a USDC amount: {value!r}") from None
+        raise ValueError(f"not a USDC amount: {got}") from None
+    if not amount.is_finite() or amount > MAX_POOL_USDC:
+        raise ValueError(f"must be a finite amount of at most {MAX_POOL_USDC:_} USDC (got {got})")
     micro = amount * payouts.MICRO_USDC
     if micro != micro.to_integral_value() or amount < 0:
-        raise ValueError(f"must be >= 0 with at most 6 decimals (got {value!r})")
+        raise ValueError(f"must be >= 0 with at most 6 decimals (got {got})")
     return int(micro)
 
 
@@ -212,7 +260,7 @@ class _Entry(BaseModel):
 class ScorePool(_Entry):
     """A ``[[score_pool]]`` entry: a market's weekly pool (micro-USDC) from ``effective_from``."""
 
-    market: str = Field(min_length=1)
+    market: Label
     usdc: MicroUsdc
     effective_from: date
 
@@ -232,7 +280,7 @@ class Pause(_Entry):
     """A ``[[paused]]`` entry: a week that pays nothing, and why."""
 
     week: WeekField
-    reason: str = Field(min_length=1)
+    reason: Reason
 
 
 class Participant(_Entry):
@@ -256,7 +304,7 @@ class Forfeit(_Entry):
 
     authority: str
     weeks: tuple[WeekField, ...] = Field(min_length=1)
-    reason: str = Field(min_length=1)
+    reason: Reason
 
     _authority = field_validator("authority")(protocol.pubkey)
 
@@ -265,9 +313,9 @@ class Program(_Entry):
     """The incentive program's parameters, validated."""
 
     format: Literal[1]
-    name: str = Field(min_length=1)
-    revision: str = Field(min_length=1)
-    source: str = ""
+    name: Label
+    revision: Label
+    source: Line = ""
     method: str
     starts: date
     participants: Literal["all", "registered"]
@@ -364,8 +412,31 @@ class Program(_Entry):
 def _read_toml(text: str, source: str) -> dict[str, Any]:
     try:
         return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source}: not valid TOML ({exc})") from None
+    except RecursionError:
+        # tomllib recurses once per nested array or inline table; a program nests four deep.
+        raise ConfigError(f"{source}: not valid TOML (arrays or tables nested too deep)") from None
+    except ValueError as exc:
+        # TOMLDecodeError, and int()'s refusal of an integer of thousands of digits.
+        raise ConfigError(f"{source}: not valid TOML ({str(exc)[:200]})") from None
+
+
+def _read_program_file(path: Path) -> str:
+    """The text of a user program file, at most :data:`MAX_PROGRAM_BYTES` of UTF-8."""
+    try:
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_PROGRAM_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"program file {path}: {exc.strerror}") from None
+    if len(raw) > MAX_PROGRAM_BYTES:
+        raise ConfigError(
+            f"program file {path}: larger than {MAX_PROGRAM_BYTES >> 20} MiB; not a program file"
+        )
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"program file {path}: not UTF-8 text (byte {exc.start}); expected TOML"
+        ) from None
 
 
 def load_program(user_file: Path | None = None) -> Program:
@@ -374,11 +445,7 @@ def load_program(user_file: Path | None = None) -> Program:
     data = _read_toml(shipped, SHIPPED_PROGRAM)
     source = SHIPPED_PROGRAM
     if user_file is not None:
-        try:
-            text = user_file.read_text()
-        except OSError as exc:
-            raise ConfigError(f"program file {user_file}: {exc.strerror}") from None
-        override = _read_toml(text, str(user_file))
+        override = _read_toml(_read_program_file(user_file), str(user_file))
         if "format" in override and override["format"] != PROGRAM_FORMAT:
             raise ConfigError(
                 f"{user_file}: format: this driftsnap reads program format {PROGRAM_FORMAT}, "

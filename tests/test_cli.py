@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -62,6 +64,41 @@ def test_every_subcommand_has_help(command: str) -> None:
     out = run(command, "--help")
     assert out.returncode == 0
     assert out.stdout.startswith(f"usage: driftsnap {command}")
+
+
+def _all_help() -> dict[str, str]:
+    """Every subcommand's --help text (and nested ones, e.g. `db url`), as argparse prints it."""
+    from driftsnap import cli  # noqa: PLC0415 -- the parser is built in-process, no subprocess
+
+    texts: dict[str, str] = {}
+    stack = [("driftsnap", cli.build_parser())]
+    while stack:
+        name, parser = stack.pop()
+        texts[name] = parser.format_help()
+        for action in parser._actions:  # argparse keeps its subparsers only here
+            if isinstance(action, argparse._SubParsersAction):
+                stack += [(f"{name} {n}", p) for n, p in action.choices.items()]
+    return texts
+
+
+def test_every_file_a_help_text_names_exists() -> None:
+    """An example a --help names is in the repository: a newcomer copies it first."""
+    texts = _all_help()
+    assert len(texts) > 20
+    named = {
+        (name, m.group(0))
+        for name, text in texts.items()
+        for m in re.finditer(r"examples/[\w.-]+\.json", text)
+    }
+    assert named  # score-book's epilog names the worked example
+    assert [(n, path) for n, path in sorted(named) if not (ROOT / path).is_file()] == []
+
+
+def test_no_help_text_says_once_is_now() -> None:
+    """`run --once` takes the next committed sample instant, never an off-schedule tick now."""
+    text = _all_help()["driftsnap run"]
+    assert "--once" in text
+    assert "tick now" not in text
 
 
 def test_score_book_json_reproduces_the_programs_worked_example() -> None:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from driftsnap import __version__, config, logs
 from driftsnap.cli import books, close, db, fills, makers, report, run, score, scores, simnet
+from driftsnap.cli.output import line
 from driftsnap.errors import DriftsnapError
 
 if TYPE_CHECKING:
@@ -83,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler: Handler = args.handler
         return handler(args, settings)
     except DriftsnapError as exc:
-        print(f"driftsnap: error: {exc}", file=sys.stderr)
+        line(f"driftsnap: error: {exc}", err=True)  # one line, control characters shown
         return exc.exit_code
     except KeyboardInterrupt:
         print("driftsnap: interrupted", file=sys.stderr)

@@ -3,6 +3,14 @@ the payout files of a close.
 
 The JSON and CSV forms are the interface (stable keys, integers kept exact); the tables are for
 reading and may change.
+
+Text that came from outside (a maker's name, a reason, a book's market) never reaches a terminal
+raw: every table cell and line printed here goes through :func:`safe`, which shows a control
+character (ESC, BEL, CR, a bidi override, ...; :data:`config.CONTROL_CATEGORIES`) as its escape
+``\x1b`` instead of sending it, and cells are rich ``Text``, so ``[bold]`` is shown, not parsed.
+JSON needs nothing (``json.dumps`` escapes every control character). CSV stays faithful: it is
+data for programs, the ``csv`` module quotes what needs quoting, and what the database holds is
+already free of control characters (the commands refuse them on the way in).
 """
 
 from __future__ import annotations
@@ -10,14 +18,17 @@ from __future__ import annotations
 import csv
 import json
 import sys
+import unicodedata
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
-from driftsnap import protocol
+from driftsnap import config, protocol
 from driftsnap.flows import close
 from driftsnap.flows.errors import CloseError
 from driftsnap.scoring import payouts
@@ -30,6 +41,29 @@ if TYPE_CHECKING:
 
 # Off a terminal rich would assume 80 columns and cut public keys; tables are wide by nature.
 _console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+
+
+def safe(value: object) -> str:
+    """``str(value)`` with every control character shown as its escape (``\x1b``, ``\u202e``)."""
+    text = str(value)
+    if config.control_char(text) is None:
+        return text
+    return "".join(
+        c.encode("unicode_escape").decode("ascii")
+        if unicodedata.category(c) in config.CONTROL_CATEGORIES
+        else c
+        for c in text
+    )
+
+
+def cell(value: object) -> Text:
+    """A table cell of ``value``: :func:`safe` text, never parsed as rich markup."""
+    return Text(safe(value))
+
+
+def line(text: object = "", *, err: bool = False) -> None:
+    """``text`` on stdout (or stderr) as one :func:`safe` line."""
+    print(safe(text), file=sys.stderr if err else sys.stdout)
 
 
 def print_json(doc: object) -> None:
@@ -92,7 +126,7 @@ def _bracket_json(b: result.BracketLiquidity) -> dict[str, Any]:
 def print_snapshot(s: result.SnapshotScore) -> None:
     """Tables of ``score-book``: the header facts, scores, then bracketed liquidity."""
     _console.print(
-        f"[bold]{s.market}[/] (index {s.market_index})  slot {s.slot}  ts {s.ts}  "
+        f"[bold]{escape(safe(s.market))}[/] (index {s.market_index})  slot {s.slot}  ts {s.ts}  "
         f"oracle {price(s.oracle_price)}  best bid {price(s.best_bid)}  "
         f"best ask {price(s.best_ask)}"
     )
@@ -102,7 +136,7 @@ def print_snapshot(s: result.SnapshotScore) -> None:
     scores.add_column("maker", no_wrap=True)
     scores.add_column("score", justify="right")
     for maker, value in sorted(s.scores.items(), key=lambda kv: (-kv[1], kv[0])):
-        scores.add_row(maker, f"{value:.6f}")
+        scores.add_row(cell(maker), f"{value:.6f}")
     _console.print(scores)
 
     cells = Table(
@@ -115,8 +149,8 @@ def print_snapshot(s: result.SnapshotScore) -> None:
     for b in s.brackets:
         for maker in sorted(set(b.maker_bid) | set(b.maker_ask)):
             cells.add_row(
-                maker,
-                b.name,
+                cell(maker),
+                cell(b.name),
                 f"{b.weight:g}",
                 base_units(b.maker_bid.get(maker, 0)),
                 base_units(b.total_bid),
@@ -130,17 +164,17 @@ def print_snapshot(s: result.SnapshotScore) -> None:
 
 def print_rows(title: str, rows: Sequence[Mapping[str, Any]]) -> None:
     """A titled table, one row per mapping, the first row's keys as columns."""
-    table = Table(title=title, title_justify="left")
+    table = Table(title=cell(title), title_justify="left")
     for key in rows[0] if rows else ():
-        table.add_column(key)
+        table.add_column(cell(key))
     for row in rows:
-        table.add_row(*(str(v) for v in row.values()))
+        table.add_row(*(cell(v) for v in row.values()))
     _console.print(table)
 
 
 def print_mapping(title: str, doc: Mapping[str, Any]) -> None:
     """A titled two-column table of ``doc``'s keys and values."""
-    table = Table(title=title, title_justify="left", show_header=False)
+    table = Table(title=cell(title), title_justify="left", show_header=False)
     table.add_column("key", style="bold")
     table.add_column("value")
     for key, value in doc.items():
@@ -150,7 +184,7 @@ def print_mapping(title: str, doc: Mapping[str, Any]) -> None:
             text = ", ".join(str(v) for v in value) or "-"
         else:
             text = str(value)
-        table.add_row(key, text)
+        table.add_row(cell(key), cell(text))
     _console.print(table)
 
 

@@ -32,7 +32,8 @@ def add(sub: Any) -> None:
             "examples:\n"
             "  driftsnap run --rpc-url https://api.mainnet-beta.solana.com\n"
             "  driftsnap run --rpc-url $RPC --market SOL-PERP --cadence 30s --metrics-port 9200\n"
-            "  driftsnap run --rpc-url $RPC --once        # one tick now, exit 0 if written ok\n"
+            "  driftsnap run --rpc-url $RPC --once        # one tick, at the next committed\n"
+            "                                             # sample instant; exit 0 if ok\n"
             "  driftsnap demo                             # no RPC node? the local simulator"
         ),
     )

@@ -24,7 +24,7 @@ def add(sub: Any) -> None:
         description=(
             "Score one book (JSON) under a scoring method and print each maker's score, its\n"
             "per-bracket liquidity (l, L, Q, V per bracket and side) and the params_hash.\n\n"
-            "Book format (prices in 1e6, sizes in 1e9, all integers):\n"
+            "Book format (prices in 1e6, sizes in 1e9, all integers; at most 64 MiB):\n"
             '  {"market": "SOL-PERP", "market_index": 0, "slot": 123, "ts": 1700000000,\n'
             '   "oracle_price": 100000000,\n'
             '   "orders": [{"user": "<base58>", "authority": "<base58>", "side": "bid",\n'
@@ -32,7 +32,7 @@ def add(sub: Any) -> None:
         ),
         epilog=(
             "examples:\n"
-            "  driftsnap score-book examples/sol-perp-two-makers.json\n"
+            "  driftsnap score-book examples/sol-perp-worked-example.json\n"
             "  driftsnap score-book book.json --method drift-mm-scoring --format json\n"
             "  cat book.json | driftsnap score-book -"
         ),
@@ -79,10 +79,19 @@ def add(sub: Any) -> None:
 def score_book(ns: argparse.Namespace, settings: config.Settings) -> int:
     """``driftsnap score-book``."""
     path: Path = ns.book
+    cap = bookfile.MAX_BOOK_BYTES
     try:
-        text = sys.stdin.read() if str(path) == "-" else path.read_bytes().decode("utf-8")
+        if str(path) == "-":
+            raw = sys.stdin.buffer.read(cap + 1)
+        else:
+            with path.open("rb") as fh:
+                raw = fh.read(cap + 1)  # never more than the cap, even of /dev/zero
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+    if len(raw) > cap:
+        raise InputError(f"{path}: larger than {cap >> 20} MiB; not a book")
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise InputError(f"{path}: not UTF-8 text; expected a JSON book") from None
     book = bookfile.parse(text, source=str(path))

@@ -3,6 +3,10 @@
 An operator records them between releases (``driftsnap makers``, ``driftsnap forfeit``); the week
 close adds them to the program file's ``[[participant]]`` and ``[[forfeit]]`` entries. A closed
 week never changes: its close stored the terms it was computed with.
+
+Names and reasons are printed back to people, so what is stored is bounded and plain: a name at
+most :data:`config.MAX_NAME_CHARS` characters, a reason :data:`config.MAX_REASON_CHARS`, neither
+with a control character (:func:`check_text`: refused rather than stored and cleaned later).
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 
-from driftsnap import calendar
+from driftsnap import calendar, config
+from driftsnap.errors import InputError
 from driftsnap.store import schema
 
 if TYPE_CHECKING:
@@ -37,6 +42,23 @@ class Participant:
         )
 
 
+def check_text(text: str, *, what: str, limit: int) -> str:
+    """``text``, if it may be stored as operator text; one :class:`InputError` line if not."""
+    if (problem := config.text_problem(text, limit=limit)) is not None:
+        raise InputError(f"{what}: {problem}")
+    return text
+
+
+def check_name(name: str) -> str:
+    """A maker's name (``--name``), checked by :func:`check_text`."""
+    return check_text(name, what="--name", limit=config.MAX_NAME_CHARS)
+
+
+def check_reason(reason: str) -> str:
+    """A forfeit's or a forced close's reason (``--reason``), checked by :func:`check_text`."""
+    return check_text(reason, what="--reason", limit=config.MAX_REASON_CHARS)
+
+
 def _week(day: date | None) -> calendar.Week | None:
     return None if day is None else calendar.Week.containing(day)
 
@@ -56,7 +78,7 @@ def add_participant(
     """Register ``authority`` from ``from_week`` on (again, if it was removed)."""
     t = schema.participants
     values: dict[str, Any] = {
-        "name": name,
+        "name": check_name(name),
         "from_week": None if from_week is None else from_week.monday,
         "until_week": None,
     }
@@ -101,6 +123,7 @@ def add_forfeits(
 ) -> None:
     """Forfeit ``authority``'s rewards of ``weeks`` (a week already forfeited keeps its reason)."""
     t = schema.forfeits
+    check_reason(reason)
     conn.execute(
         pg.insert(t).on_conflict_do_nothing(index_elements=[t.c.authority, t.c.week_start]),
         [{"authority": authority, "week_start": w.monday, "reason": reason} for w in weeks],
