@@ -93,6 +93,19 @@ class Metrics:
         self.fills_watermark_slot = Gauge(
             "driftsnap_fills_watermark_slot", "Slot up to which every fill is stored.", registry=r
         )
+        self.fills_anomalies = Counter(
+            "driftsnap_fills_anomalies",
+            "What the node served that the fills ingest would not believe, by kind: rejected "
+            "(logs contradict the message), unreadable (retries spent), conflict (two records "
+            "for one fill id), paging (a listing that does not page down).",
+            ["kind"],
+            registry=r,
+        )
+        self.fills_retrying = Gauge(
+            "driftsnap_fills_retrying",
+            "Transactions not served readably, retried, holding the watermark back.",
+            registry=r,
+        )
         self.writer = Gauge(
             "driftsnap_writer", "1 while this daemon holds the database writer lock.", registry=r
         )

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import os
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -72,3 +76,21 @@ def lost_to_truncation(node: server.SimnetServer) -> frozenset[Row]:
         if tx.logs and tx.logs[-1] == "Log truncated":
             lost |= {rows[(f.market_index, f.fill_record_id)] for f in tx.fills[1:]}
     return frozenset(lost)
+
+
+async def run_cli(*args: str, url: sa.URL) -> tuple[int, str, str]:
+    """``driftsnap ARGS`` as a user runs it against the database at ``url``: (exit, out, err)."""
+    proc = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "driftsnap"),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={
+            "PATH": os.environ.get("PATH", ""),
+            "DRIFTSNAP_LOG_LEVEL": "warning",
+            "DRIFTSNAP_DATABASE_URL": url.render_as_string(hide_password=False),
+        },
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()

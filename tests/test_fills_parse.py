@@ -24,10 +24,28 @@ def two_fill_tx() -> ledger.Transaction:
 
 
 def answer(tx: ledger.Transaction, logs: list[str], err: Any = None) -> dict[str, Any]:
+    """A getTransaction answer of ``tx`` with ``logs``: its message runs the compute budget
+    program, then Drift (the logs are held against it)."""
+    keys = list(tx.account_keys)
+    programs = [model.COMPUTE_BUDGET_PROGRAM, model.DRIFT_PROGRAM]
     return {
         "slot": tx.slot,
         "blockTime": tx.block_time,
-        "meta": {"err": err, "logMessages": logs},
+        "transaction": {
+            "signatures": [tx.signature],
+            "message": {
+                "accountKeys": keys,
+                "instructions": [
+                    {"programIdIndex": keys.index(p), "accounts": [], "data": ""} for p in programs
+                ],
+            },
+        },
+        "meta": {
+            "err": err,
+            "logMessages": logs,
+            "innerInstructions": [],
+            "loadedAddresses": {"writable": [], "readonly": []},
+        },
     }
 
 

@@ -1,9 +1,16 @@
-"""``fills check`` and ``fills self-matches``: what is stored of the maker fills."""
+"""``fills check`` and ``fills self-matches``: what is stored of the maker fills.
+
+``fills check`` exits 1 for every way the stored fills may not be the chain's: a fill record id
+missing (between stored ones, at the newest end against the market's counter, or in a week with
+no fill stored while the market's counter moved), an id with two different records, a
+transaction not read (an error for it, or logs cut without a marker) and a transaction whose
+fills were rejected (logs that contradict its message). Each is named on stderr.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import sys
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from driftsnap import calendar, parts, protocol
@@ -79,19 +86,34 @@ def add(sub: Any) -> None:
 
 
 def check(ns: argparse.Namespace, settings: config.Settings) -> int:
-    """``driftsnap fills check``: exit 1 when a fill record is missing."""
+    """``driftsnap fills check``: exit 1 when a fill record is missing, has two records, or a
+    transaction was not read or was rejected."""
     w = args.week(ns.week)
     with parts.open_store(settings) as db:
         if settings.rpc_url is not None:  # the chain's counters also find fills missing at the end
             checks = asyncio.run(_check_with_chain(settings, db.engine, w))
         else:
             with database.connect(db.engine) as conn:
-                weeks = [w] if w is not None else stored.weeks_with_fills(conn)
+                weeks = [w] if w is not None else stored.weeks_to_check(conn)
                 checks = [
                     c
                     for x in weeks
                     for c in stored.check(conn, x, program=protocol.DRIFT_PROGRAM_ID)
                 ]
+        with database.connect(db.engine) as conn:
+            weeks = [w] if w is not None else stored.weeks_to_check(conn)
+            found = _anomalies(conn, weeks)
+    conflicting = [
+        sorted(
+            {
+                x.fill_record_id
+                for x in found.conflicts
+                if (x.market_type, x.market_index) == (c.market_type, c.market_index)
+                and c.first_id <= x.fill_record_id <= c.last_id
+            }
+        )
+        for c in checks
+    ]
     rows = [
         {
             "week": c.week,
@@ -102,8 +124,9 @@ def check(ns: argparse.Namespace, settings: config.Settings) -> int:
             "missing": c.missing,
             "gaps": [[g.first, g.last] for g in c.gaps],
             "tail_checked": c.tail_checked,
+            "conflicts": ids,
         }
-        for c in checks
+        for c, ids in zip(checks, conflicting, strict=True)
     ]
     if ns.format == "json":
         output.print_json(rows)
@@ -111,17 +134,72 @@ def check(ns: argparse.Namespace, settings: config.Settings) -> int:
         gaps = [", ".join(f"{g.first}..{g.last}" for g in c.gaps) or "-" for c in checks]
         output.print_rows(
             "Fill record ids per market and week",
-            [{**r, "gaps": text} for r, text in zip(rows, gaps, strict=True)],
+            [
+                {**r, "gaps": text, "conflicts": ", ".join(map(str, ids)) or "-"}
+                for r, text, ids in zip(rows, gaps, conflicting, strict=True)
+            ],
         )
-    else:
+    elif not found.any:
         print("no fills stored" + (f" for week {w}" if w else ""))
     missing = sum(c.missing for c in checks)
     if missing:
-        print(
-            f"{missing} fill record(s) missing: that week cannot close without --force",
-            file=sys.stderr,
+        output.line(
+            f"{missing} fill record(s) missing: that week cannot close without --force", err=True
         )
-    return 1 if missing else 0
+    for line in found.lines():
+        output.line(line, err=True)
+    return 1 if missing or found.any else 0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Anomalies:
+    """What the ingest stored beside the fills of some weeks: each one makes the check fail."""
+
+    conflicts: list[stored.Conflict]
+    unread: list[stored.Unread]
+    rejected: list[stored.Rejected]
+
+    @property
+    def any(self) -> bool:
+        return bool(self.conflicts or self.unread or self.rejected)
+
+    def lines(self) -> list[str]:
+        """One line each, naming the fill id or the transaction."""
+        out = [
+            f"fill {c.market_type}-{c.market_index} #{c.fill_record_id} has two records: "
+            f"{c.stored_signature}#{c.stored_event_index} (stored) and "
+            f"{c.other.signature}#{c.other.event_index}; its week cannot close without "
+            "--force --reason"
+            for c in self.conflicts
+        ]
+        out += [
+            f"transaction {u.signature} (slot {u.slot}) was not read ({u.kind}: {u.reason}; "
+            + (
+                f"unreadable after {u.attempts} attempts)"
+                if u.unreadable
+                else f"attempt {u.attempts}, retrying)"
+            )
+            for u in self.unread
+        ]
+        out += [
+            f"transaction {r.signature} (slot {r.slot}) rejected: {r.reason} "
+            f"({r.fills_claimed} fill(s) claimed, none stored)"
+            for r in self.rejected
+        ]
+        return out
+
+
+def _anomalies(conn: sa.Connection, weeks: list[calendar.Week]) -> _Anomalies:
+    conflicts: dict[tuple[str, int, int, str, int], stored.Conflict] = {}
+    unread: dict[str, stored.Unread] = {}
+    rejected: dict[str, stored.Rejected] = {}
+    for x in weeks:
+        for c in stored.conflicts(conn, x):
+            key = (c.market_type, c.market_index, c.fill_record_id)
+            conflicts[(*key, c.other.signature, c.other.event_index)] = c
+        unread.update((u.signature, u) for u in stored.unread_of_week(conn, x))
+        rejected.update((r.signature, r) for r in stored.rejected(conn, x))
+    return _Anomalies(list(conflicts.values()), list(unread.values()), list(rejected.values()))
 
 
 async def _check_with_chain(

@@ -7,11 +7,12 @@
 Close, in one transaction under the close lock (:func:`driftsnap.store.locks.lock_close`):
 
 1. a week already closed returns its stored result (a second or concurrent run changes nothing);
-2. the week must have ended; then the **refusals**: fill gaps, fills not finalized or without a
-   known maker authority (when the volume pool pays), snapshot coverage below ``min_coverage``
-   in a paid market, a sampling seed that is missing, unrevealable or contradicted by the tick
-   times. Each says what to do; ``force`` with a ``reason`` overrides them all, and the reason
-   and the overridden refusals are stored with the result;
+2. the week must have ended; then the **refusals**: fill gaps, fill ids with two different
+   records, fills not finalized or without a known maker authority (when the volume pool
+   pays), snapshot coverage below ``min_coverage`` in a paid market, a sampling seed that is
+   missing, unrevealable or contradicted by the tick times. Each says what to do; ``force``
+   with a ``reason`` overrides them all, and the reason and the overridden refusals are
+   stored with the result;
 3. the **terms** (:func:`terms`): the program file's pools, pause and participants for the week,
    plus the makers registered and the forfeits recorded in the database;
 4. the week's score totals (the stored accumulators when complete for the method, else the
@@ -181,8 +182,9 @@ def fill_problems(
     *,
     program: str = protocol.DRIFT_PROGRAM_ID,
 ) -> list[str]:
-    """Why ``week``'s volume cannot be paid yet (empty: it can): fill record ids missing, fills
-    not finalized, or fills whose maker's authority is unknown.
+    """Why ``week``'s volume cannot be paid yet (empty: it can): fill record ids missing, fill
+    ids with two different records, fills not finalized, or fills whose maker's authority is
+    unknown.
 
     ``checks`` are ``driftsnap fills check``'s results when the chain was asked (they see gaps
     at the newest end too); without them the stored fills are checked.
@@ -195,6 +197,18 @@ def fill_problems(
         for c in checks
         if c.week == str(week) and not c.ok
     ]
+    # Two different records for one fill id: one is not the chain's, and the store cannot tell
+    # which (the first stored is counted). An operator decides, and says why (--force --reason).
+    conflicting = sorted(
+        {(c.market_type, c.market_index, c.fill_record_id) for c in fills.conflicts(conn, week)}
+    )
+    if conflicting:
+        shown = ", ".join(f"{t}-{i} #{n}" for t, i, n in conflicting[:10])
+        more = f" and {len(conflicting) - 10} more" if len(conflicting) > 10 else ""
+        reasons.append(
+            f"{len(conflicting)} fill record id(s) have two different records ({shown}{more}) "
+            "(run `driftsnap fills check`)"
+        )
     if not fills.finalized(conn, week):
         reasons.append(f"the fills of {week} are not finalized (run the finalized pass)")
     unknown = fills.unattributed(conn, week)

@@ -10,11 +10,23 @@ One poll, at ``confirmed``:
 
 1. read the watermark (the newest signature whose transaction, and every older one, is stored);
 2. read the head slot, then list every newer signature of the Drift program, oldest first;
-3. fetch their transactions in batches; a batch's fills, its truncated transactions and the new
-   watermark are written in **one** database transaction, so a crash loses at most the batch in
-   flight, and re-reading it stores nothing twice;
-4. stop at the first transaction the node answers ``null`` for: the watermark stays before it,
-   and the next poll asks again.
+3. fetch their transactions in batches; a batch's fills, its truncated, rejected (forged logs)
+   and unread transactions and the new watermark are written in **one** database transaction,
+   so a crash loses at most the batch in flight, and re-reading it stores nothing twice;
+4. stop at the first transaction not read: one the node answers ``null`` for, one it errors on
+   (or answers with something that is not a transaction), or one whose logs are cut without a
+   marker. The watermark stays before it and the next poll asks again; the fills of the other
+   transactions of the batch are stored all the same. One not served readably is asked again
+   with backoff (:class:`PollSettings`) and, once its attempts are spent, recorded unreadable,
+   reported and passed; it is still asked now and then, and stored the day it reads. When not
+   one transaction of a batch is served the node is failing, not a transaction: the poll fails
+   and no attempt is spent.
+
+A listing that does not page down (a node ignoring ``before``) fails the poll with a warning
+(:class:`driftsnap.chain.fills.PagingError`); the daemon counts it and tries again next time.
+The daemon's :class:`Poller` also samples the markets' ``next_fill_record_id`` now and then
+(:func:`sample_counters`), so ``fills check`` sees a week in which counters moved but nothing was
+stored as the gap it is.
 
 The finalized pass (:func:`finalize`) lists the same signatures at ``finalized`` behind its own
 watermark and marks the fills of each listed signature finalized; it never runs ahead of the
@@ -29,13 +41,13 @@ import dataclasses
 import functools
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, TypeVar
 
 from driftsnap import calendar, logs, protocol
 from driftsnap.chain import fills as chain_fills
 from driftsnap.chain import snapshot
-from driftsnap.chain.errors import ChainError
+from driftsnap.chain.errors import ChainError, TransactionError
 from driftsnap.store import closes, database, weeks
 from driftsnap.store import fills as store_fills
 from driftsnap.store.errors import StoreError
@@ -80,7 +92,16 @@ async def _write(engine: sa.Engine, fn: Callable[[sa.Connection], _T]) -> _T:
 class PollSettings:
     """How one poll reads. ``max_transactions`` bounds the work of one poll (the rest waits for
     the next); ``backfill_slots`` bounds how far back the very first poll of a database looks
-    (``None``: all the history the node keeps)."""
+    (``None``: all the history the node keeps).
+
+    A transaction the node does not serve readably is asked again ``read_attempts`` times in
+    all, ``retry_backoff_s`` after the first failure and twice as long after each next one (the
+    defaults, 5 and 2 s, give it ~30 s over several polls); then it is recorded unreadable and
+    the ingest moves on. Unreadable ones are asked again, ``recheck_limit`` a poll, at most
+    every ``recheck_max_s``. ``max_pages`` bounds the listing of one poll
+    (:data:`driftsnap.chain.fills.MAX_PAGES`); ``counter_every_s`` is how often the daemon's
+    :class:`Poller` samples the markets' ``next_fill_record_id``.
+    """
 
     program: str = protocol.DRIFT_PROGRAM_ID
     commitment: chain_fills.Commitment = "confirmed"
@@ -88,11 +109,23 @@ class PollSettings:
     concurrency: int = 16
     max_transactions: int | None = None
     backfill_slots: int | None = None
+    read_attempts: int = 5
+    retry_backoff_s: float = 2.0
+    recheck_limit: int = 8
+    recheck_max_s: float = 3600.0
+    max_pages: int = chain_fills.MAX_PAGES
+    counter_every_s: float = 600.0
 
 
 @dataclass(frozen=True, slots=True)
 class IngestReport:
-    """What one poll did; ``caught_up`` when every listed signature was processed."""
+    """What one poll did; ``caught_up`` when every listed signature was processed.
+
+    ``rejected`` transactions had logs that contradict their message (fills not stored);
+    ``retrying`` ones were not served readably and hold the watermark; ``unreadable`` ones
+    spent their attempts this poll (recorded, reported, passed); ``recovered`` formerly
+    unreadable ones read at last; ``conflicts`` are fill ids newly found with two records.
+    """
 
     signatures: int
     pages: int
@@ -108,6 +141,11 @@ class IngestReport:
     caught_up: bool
     watermark_slot: int | None
     ms: float
+    rejected_signatures: tuple[str, ...] = ()
+    retrying_signatures: tuple[str, ...] = ()
+    unreadable_signatures: tuple[str, ...] = ()
+    recovered_signatures: tuple[str, ...] = ()
+    conflicts: tuple[tuple[str, int, int], ...] = ()
 
 
 @dataclass
@@ -118,6 +156,11 @@ class _Tally:
     fills_seen: int = 0
     decode_errors: int = 0
     truncated: list[str] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)
+    retrying: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+    recovered: list[str] = field(default_factory=list)
+    conflicts: list[tuple[str, int, int]] = field(default_factory=list)
 
 
 async def poll_once(
@@ -126,14 +169,17 @@ async def poll_once(
     settings: PollSettings | None = None,
     *,
     authorities: chain_fills.Authorities | None = None,
+    now: datetime | None = None,
 ) -> IngestReport:
     """One poll: list, fetch, parse and store every new fill, moving the watermark with them.
 
     ``authorities`` is a cache the daemon keeps between polls (the store remembers every pair
-    too, so a fresh one costs a database query, not RPC calls).
+    too, so a fresh one costs a database query, not RPC calls). ``now`` times the retries of
+    transactions not served readably (default: the wall clock).
     """
     started = time.perf_counter()
     settings = settings or PollSettings()
+    now = now or datetime.now(UTC)
     authorities = authorities if authorities is not None else chain_fills.Authorities()
     lookups_before = authorities.lookups
     mark = await _read(
@@ -152,17 +198,18 @@ async def poll_once(
         until=None if mark is None else mark.signature,
         min_slot=min_slot,
         commitment=settings.commitment,
+        max_pages=settings.max_pages,
     )
     todo = list(page.signatures)
     if settings.max_transactions is not None:
         todo = todo[: settings.max_transactions]
     tally = _Tally()
     done = 0
-    null_hit = False
+    stop: str | None = None
     for start in range(0, len(todo), settings.batch_size):
         batch = todo[start : start + settings.batch_size]
         everything = start + len(batch) == len(page.signatures)
-        processed, mark, null_hit = await _batch(
+        processed, mark, stop = await _batch(
             client,
             engine,
             settings,
@@ -171,9 +218,10 @@ async def poll_once(
             head=head if everything else None,
             authorities=authorities,
             tally=tally,
+            now=now,
         )
         done += processed
-        if null_hit:
+        if stop is not None:
             break
     if not page.signatures and mark is not None and (mark.through_slot or 0) < head:
         # Nothing new since the watermark: everything up to the head is processed.
@@ -182,6 +230,7 @@ async def poll_once(
         )
         caught_up = mark
         await _write(engine, lambda conn: store_fills.set_watermark(conn, caught_up))
+    await _recheck(client, engine, settings, authorities=authorities, tally=tally, now=now)
     report = IngestReport(
         signatures=len(page.signatures),
         pages=page.pages,
@@ -189,7 +238,7 @@ async def poll_once(
         failed=tally.failed,
         new_fills=tally.new_fills,
         fills_seen=tally.fills_seen,
-        null_pending=len(page.signatures) - done if null_hit else 0,
+        null_pending=len(page.signatures) - done if stop == "null" else 0,
         truncated=len(tally.truncated),
         truncated_signatures=tuple(tally.truncated),
         decode_errors=tally.decode_errors,
@@ -197,6 +246,11 @@ async def poll_once(
         caught_up=done == len(page.signatures),
         watermark_slot=None if mark is None else mark.slot,
         ms=round((time.perf_counter() - started) * 1000, 1),
+        rejected_signatures=tuple(tally.rejected),
+        retrying_signatures=tuple(tally.retrying),
+        unreadable_signatures=tuple(tally.unreadable),
+        recovered_signatures=tuple(tally.recovered),
+        conflicts=tuple(tally.conflicts),
     )
     log.info(
         "fills_polled",
@@ -206,6 +260,10 @@ async def poll_once(
         new_fills=report.new_fills,
         null_pending=report.null_pending,
         truncated=report.truncated,
+        rejected=len(report.rejected_signatures),
+        retrying=len(report.retrying_signatures),
+        unreadable=len(report.unreadable_signatures),
+        conflicts=len(report.conflicts),
         decode_errors=report.decode_errors,
         caught_up=report.caught_up,
         watermark_slot=report.watermark_slot,
@@ -213,6 +271,12 @@ async def poll_once(
     )
     if report.truncated:
         log.warning("fills_logs_truncated", signatures=list(report.truncated_signatures))
+    if report.conflicts:
+        log.warning(
+            "fills_conflicting_records",
+            ids=[f"{t}-{i}#{n}" for t, i, n in report.conflicts],
+            hint="two records for one fill id: run `driftsnap fills check`",
+        )
     return report
 
 
@@ -226,33 +290,191 @@ async def _batch(
     head: int | None,
     authorities: chain_fills.Authorities,
     tally: _Tally,
-) -> tuple[int, store_fills.Watermark | None, bool]:
-    """Fetch and store one batch; (signatures processed, the new watermark, a null was hit)."""
+    now: datetime,
+) -> tuple[int, store_fills.Watermark | None, str | None]:
+    """Fetch and store one batch; (signatures processed, the new watermark, why it stopped).
+
+    The watermark stops before the first transaction not read: one the node answers null for
+    (``"null"``), or one it does not serve readably (``"unread"``), which is retried with
+    backoff over the next polls and then recorded unreadable (and passed). The fills of every
+    other transaction of the batch, before and after it, are stored all the same: a later poll
+    re-reads them, and a re-read stores nothing twice.
+    """
+    known = await _read(engine, lambda c: store_fills.unread(c, [s.signature for s in batch]))
+    # Not due yet: the node is not asked again before its backoff has passed.
+    waiting = {s for s, u in known.items() if not u.unreadable and u.next_attempt_at > now}
     # A failed transaction carries no fills: its listing says so, no need to fetch it.
-    wanted = [s.signature for s in batch if not s.failed]
+    wanted = [s.signature for s in batch if not s.failed and s.signature not in waiting]
     fetched = await chain_fills.fetch(
-        client, wanted, commitment=settings.commitment, concurrency=settings.concurrency
+        client,
+        wanted,
+        commitment=settings.commitment,
+        concurrency=settings.concurrency,
+        program=settings.program,
     )
+    _node_wide(fetched)
     by_signature = dict(zip(wanted, fetched, strict=True))
-    txs: list[chain_fills.Transaction] = []
-    processed = 0
-    null_hit = False
+    sorting = _Sorting()
     for info in batch:
+        sorting.add(info, by_signature, waiting, known, settings=settings, now=now, tally=tally)
+    txs, unread, read = sorting.txs, sorting.unread, sorting.read
+    processed, stop = sorting.processed, sorting.stop
+    if not txs and not unread and processed == 0:
+        return 0, mark, stop
+    new_mark = mark
+    if processed:
+        last = batch[processed - 1]
+        complete = head is not None and stop is None
+        # Oldest first: every signature of a slot before the last one processed is processed.
+        through = head if complete else max((mark.through_slot or 0) if mark else 0, last.slot - 1)
+        new_mark = store_fills.Watermark(
+            program=settings.program,
+            commitment=settings.commitment,
+            signature=last.signature,
+            slot=last.slot,
+            through_slot=through,
+            through_time=None,
+        )
+    await _store(
+        client, engine, settings, txs, watermark=new_mark if processed else None,
+        unread=unread, read=read, authorities=authorities, tally=tally,
+    )  # fmt: skip
+    return processed, new_mark, stop
+
+
+@dataclass
+class _Sorting:
+    """A batch's answers sorted, oldest first: what to store, what to retry, where to stop."""
+
+    txs: list[chain_fills.Transaction] = field(default_factory=list)
+    unread: list[store_fills.Unread] = field(default_factory=list)
+    read: list[str] = field(default_factory=list)  # formerly unread, read now
+    processed: int = 0  # the listed signatures before the first one not read
+    stop: str | None = None  # why the watermark stops there: "null" or "unread"
+
+    def add(
+        self,
+        info: chain_fills.SignatureInfo,
+        answers: dict[str, chain_fills.Transaction | chain_fills.Unread | None],
+        waiting: set[str],
+        known: dict[str, store_fills.Unread],
+        *,
+        settings: PollSettings,
+        now: datetime,
+        tally: _Tally,
+    ) -> None:
+        """Sort the next listed signature; the watermark may pass it only if it was read."""
+        passed = True
         if info.failed:
-            tally.failed += 1
-            processed += 1
-            continue
-        tx = by_signature[info.signature]
-        if tx is None:
+            tally.failed += self.stop is None
+        elif info.signature in waiting:
+            passed = False
+            if self.stop is None:
+                tally.retrying.append(info.signature)
+        elif (answer := answers[info.signature]) is None:
             # Not available yet: nothing at or after it may pass the watermark.
-            null_hit = True
-            log.info("fills_transaction_pending", signature=info.signature, slot=info.slot)
-            break
-        txs.append(tx)
-        processed += 1
-    if processed == 0:
-        return 0, mark, null_hit
-    fills = [f for tx in txs for f in tx.fills]
+            passed = False
+            if self.stop is None:
+                log.info("fills_transaction_pending", signature=info.signature, slot=info.slot)
+        elif isinstance(answer, chain_fills.Unread) or answer.cut is not None:
+            record = _attempt(info, answer, known.get(info.signature), settings, now)
+            self.unread.append(record)
+            passed = record.unreadable
+            (tally.unreadable if passed else tally.retrying).append(info.signature)
+        else:
+            self.txs.append(answer)
+            if info.signature in known:
+                self.read.append(info.signature)
+                tally.recovered.append(info.signature)
+        if not passed and self.stop is None:
+            self.stop = "null" if answers.get(info.signature, 0) is None else "unread"
+        if self.stop is None:
+            self.processed += 1
+
+
+def _node_wide(fetched: Sequence[chain_fills.Transaction | chain_fills.Unread | None]) -> None:
+    """Raise when not one transaction of a batch was served readably but some erred: that is
+    the node failing, not one transaction, and no transaction's attempts may be spent on it."""
+    bad = [
+        f.reason if isinstance(f, chain_fills.Unread) else f"{f.signature}: {f.cut}"
+        for f in fetched
+        if isinstance(f, chain_fills.Unread) or (f is not None and f.cut is not None)
+    ]
+    good = any(isinstance(f, chain_fills.Transaction) and f.cut is None for f in fetched)
+    if bad and not good:
+        raise TransactionError(
+            f"no transaction of {len(fetched)} was served readably (first: {bad[0]})"[:400]
+        )
+
+
+def _attempt(
+    info: chain_fills.SignatureInfo,
+    answer: chain_fills.Transaction | chain_fills.Unread,
+    before: store_fills.Unread | None,
+    settings: PollSettings,
+    now: datetime,
+) -> store_fills.Unread:
+    """The unread record of one more failed attempt at ``info``'s transaction."""
+    if isinstance(answer, chain_fills.Unread):
+        kind, reason = "error", answer.reason
+    else:
+        kind, reason = "cut", answer.cut or "cut"
+    attempts = (before.attempts if before is not None else 0) + 1
+    spent = attempts >= settings.read_attempts
+    delay = settings.retry_backoff_s * 2 ** (attempts - 1)
+    if spent:
+        delay = min(settings.recheck_max_s, max(delay, settings.retry_backoff_s))
+    record = store_fills.Unread(
+        signature=info.signature,
+        slot=info.slot,
+        block_time=info.block_time,
+        kind=kind,
+        reason=reason[:500],
+        attempts=attempts,
+        unreadable=spent or (before is not None and before.unreadable),
+        next_attempt_at=now + timedelta(seconds=delay),
+    )
+    event = "fills_transaction_unreadable" if record.unreadable else "fills_transaction_unread"
+    log.warning(
+        event,
+        signature=info.signature,
+        slot=info.slot,
+        kind=kind,
+        reason=record.reason,
+        attempts=attempts,
+        of=settings.read_attempts,
+    )
+    return record
+
+
+async def _store(
+    client: rpc.Client,
+    engine: sa.Engine,
+    settings: PollSettings,
+    txs: Sequence[chain_fills.Transaction],
+    *,
+    watermark: store_fills.Watermark | None,
+    unread: Sequence[store_fills.Unread],
+    read: Sequence[str],
+    authorities: chain_fills.Authorities,
+    tally: _Tally,
+) -> None:
+    """Attribute and write the fills of ``txs`` with what else was found, in one transaction."""
+    trusted = [tx for tx in txs if tx.forged is None]
+    rejected = [
+        store_fills.Rejected(tx.signature, tx.slot, tx.block_time, tx.forged, tx.claimed)
+        for tx in txs
+        if tx.forged is not None
+    ]
+    for r in rejected:
+        log.warning(
+            "fills_transaction_rejected",
+            signature=r.signature,
+            slot=r.slot,
+            reason=r.reason,
+            fills_claimed=r.fills_claimed,
+        )
+    fills = [f for tx in trusted for f in tx.fills]
     users = {u for f in fills for u in (f.maker, f.taker) if u is not None}
     unknown = [u for u in users if u not in authorities.known]
     if unknown:
@@ -261,31 +483,79 @@ async def _batch(
     rows = [_attributed(f, owners, settings.commitment) for f in fills]
     truncated = [
         store_fills.Truncated(tx.signature, tx.slot, tx.block_time, len(tx.fills))
-        for tx in txs
+        for tx in trusted
         if tx.truncated
     ]
-    last = batch[processed - 1]
-    complete = head is not None and not null_hit
-    # Oldest first: every signature of a slot before the last one processed is processed.
-    through = head if complete else max((mark.through_slot or 0) if mark else 0, last.slot - 1)
-    new_mark = store_fills.Watermark(
-        program=settings.program,
-        commitment=settings.commitment,
-        signature=last.signature,
-        slot=last.slot,
-        through_slot=through,
-        through_time=None,
-    )
-    new = await _write(
+    written = await _write(
         engine,
-        lambda conn: store_fills.write(conn, rows, watermark=new_mark, truncated=truncated),
+        lambda conn: store_fills.write_batch(
+            conn,
+            rows,
+            watermark=watermark,
+            truncated=truncated,
+            rejected=rejected,
+            unread=unread,
+            read=read,
+        ),
     )
     tally.transactions += len(txs)
-    tally.new_fills += new
+    tally.new_fills += written.inserted
     tally.fills_seen += len(rows)
     tally.decode_errors += sum(tx.decode_errors for tx in txs)
     tally.truncated += [t.signature for t in truncated]
-    return processed, new_mark, null_hit
+    tally.rejected += [r.signature for r in rejected]
+    tally.conflicts += written.conflicts
+
+
+async def _recheck(
+    client: rpc.Client,
+    engine: sa.Engine,
+    settings: PollSettings,
+    *,
+    authorities: chain_fills.Authorities,
+    tally: _Tally,
+    now: datetime,
+) -> None:
+    """Ask the node again for a few transactions recorded unreadable; store what reads now.
+
+    The watermark has passed them, so this is the only way their fills can still come in;
+    their row goes once they read (or are found forged, which is recorded as such).
+    """
+    if settings.recheck_limit <= 0:
+        return
+    due = await _read(engine, lambda c: store_fills.due_unreadable(c, now, settings.recheck_limit))
+    due = [u for u in due if u.signature not in tally.unreadable]  # just asked, this poll
+    if not due:
+        return
+    fetched = await chain_fills.fetch(
+        client,
+        [u.signature for u in due],
+        commitment=settings.commitment,
+        concurrency=settings.concurrency,
+        program=settings.program,
+    )
+    txs: list[chain_fills.Transaction] = []
+    again: list[store_fills.Unread] = []
+    for before, answer in zip(due, fetched, strict=True):
+        if isinstance(answer, chain_fills.Transaction) and answer.cut is None:
+            txs.append(answer)
+            tally.recovered.append(before.signature)
+            log.info("fills_transaction_recovered", signature=before.signature)
+            continue
+        delay = min(
+            settings.recheck_max_s, settings.retry_backoff_s * 2 ** min(before.attempts, 30)
+        )
+        again.append(
+            dataclasses.replace(
+                before,
+                attempts=before.attempts + 1,
+                next_attempt_at=now + timedelta(seconds=delay),
+            )
+        )
+    await _store(
+        client, engine, settings, txs, watermark=None, unread=again,
+        read=[tx.signature for tx in txs], authorities=authorities, tally=tally,
+    )  # fmt: skip
 
 
 def _attributed(
@@ -424,13 +694,15 @@ async def check(
     """``driftsnap fills check [--week W]``: fill record id gaps per market and week.
 
     The perp markets' ``next_fill_record_id`` is read from the chain so that fills missing at
-    the newest end are found too (once the confirmed pass has caught up with the read).
+    the newest end are found too (once the confirmed pass has caught up with the read), and so
+    that a market whose counter moved while no fill of it was stored is a gap, not silence.
+    Every market the store knows is read: sampled, with fills, or with a stored counter.
     """
     weeks, indexes = await _read(
         engine,
         lambda conn: (
-            [week] if week is not None else store_fills.weeks_with_fills(conn),
-            store_fills.market_indexes(conn, "perp"),
+            [week] if week is not None else store_fills.weeks_to_check(conn),
+            store_fills.known_perp_markets(conn),
         ),
     )
     next_ids: dict[int, int] = {}
@@ -450,6 +722,28 @@ async def check(
             )
         ],
     )
+
+
+async def sample_counters(client: rpc.Client, engine: sa.Engine) -> int | None:
+    """Store the ``next_fill_record_id`` of every perp market the store knows, as read now;
+    the slot of the read (``None``: no market known, or the slot has no block time).
+
+    A week in which a counter moved but no fill of the market was stored is then a gap for
+    ``fills check`` even when nothing at all was ingested (a node that lists nothing).
+    """
+    indexes = await _read(engine, store_fills.known_perp_markets)
+    if not indexes:
+        return None
+    addresses = {i: snapshot.perp_market_address(i) for i in indexes}
+    counters, slot = await chain_fills.next_fill_record_ids(
+        client, addresses, commitment="confirmed"
+    )
+    when = await chain_fills.block_time(client, slot)
+    if when is None:
+        return None
+    at = when
+    await _write(engine, lambda conn: store_fills.write_counters(conn, slot, at, counters))
+    return slot
 
 
 # ---------------------------------------------------------------------------- the daemon's job
@@ -479,32 +773,61 @@ class Poller:
         self._registry = registry
         self._authorities = chain_fills.Authorities()  # kept across polls: they never change
         self._final: set[calendar.Week] = set()
+        self._sampled: datetime | None = None  # when the fill counters were last sampled
 
     async def poll(self, now: datetime) -> None:
         """One confirmed poll; the finalized pass of the week before ``now`` if it caught up."""
-        if await self._confirmed():
+        if await self._confirmed(now):
             await self._finalize(calendar.Week.containing(now).previous())
 
-    async def _confirmed(self) -> bool:
+    async def _confirmed(self, now: datetime) -> bool:
         """One confirmed poll; whether it caught up with the node."""
         m = self._registry
         try:
             report = await poll_once(
-                self._client, self._engine, self._settings, authorities=self._authorities
+                self._client,
+                self._engine,
+                self._settings,
+                authorities=self._authorities,
+                now=now,
             )
         except (ChainError, StoreError) as exc:
             m.fills_polls.labels(status="failed").inc()
+            if isinstance(exc, chain_fills.PagingError):
+                m.fills_anomalies.labels(kind="paging").inc()
             log.warning("fills_poll_failed", reason=str(exc))
             return False
         m.fills_polls.labels(status="ok").inc()
         m.fills_ingested.inc(report.new_fills)
         m.fills_truncated.inc(report.truncated)
         m.fills_null_pending.set(report.null_pending)
+        m.fills_retrying.set(len(report.retrying_signatures))
+        for kind, found in (
+            ("rejected", report.rejected_signatures),
+            ("unreadable", report.unreadable_signatures),
+            ("conflict", report.conflicts),
+        ):
+            if found:
+                m.fills_anomalies.labels(kind=kind).inc(len(found))
         if report.watermark_slot is not None:
             m.fills_watermark_slot.set(report.watermark_slot)
-        # poll_once logs the poll's one summary line (fills_polled) and the truncated
-        # transactions (fills_logs_truncated) itself.
+        # poll_once logs the poll's one summary line (fills_polled), the truncated
+        # transactions (fills_logs_truncated) and every anomaly itself.
+        await self._sample(now)
         return report.caught_up and not report.null_pending
+
+    async def _sample(self, now: datetime) -> None:
+        """The markets' fill counters, every ``counter_every_s`` (see :func:`sample_counters`)."""
+        if self._sampled is not None and (now - self._sampled).total_seconds() < (
+            self._settings.counter_every_s
+        ):
+            return
+        try:
+            await sample_counters(self._client, self._engine)
+        except (ChainError, StoreError) as exc:
+            log.warning("fills_counters_failed", reason=str(exc))
+            return
+        self._sampled = now
 
     async def _finalize(self, ended: calendar.Week) -> None:
         if ended in self._final:

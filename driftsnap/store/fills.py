@@ -1,17 +1,26 @@
 """Fills in Postgres: idempotent writes with their watermark, integrity reports, week volume.
 
-:func:`write` stores a batch of fills, the truncated transactions among them and the watermark
-that covers them, all in the caller's transaction: either the fills and the watermark are both
-committed or neither is, so a crash between two batches re-reads at most one batch, and the
-re-read inserts nothing twice (``ON CONFLICT DO NOTHING`` on ``(market_type, market_index,
-fill_record_id)``, the program's own counter)::
+:func:`write_batch` stores a batch of fills, the truncated, rejected and unread transactions
+among them and the watermark that covers them, all in the caller's transaction: either the fills
+and the watermark are both committed or neither is, so a crash between two batches re-reads at
+most one batch, and the re-read inserts nothing twice (``ON CONFLICT DO NOTHING`` on
+``(market_type, market_index, fill_record_id)``, the program's own counter)::
 
     with engine.begin() as conn:
-        fills.write(conn, rows, watermark=fills.Watermark(...), truncated=...)
+        fills.write_batch(conn, rows, watermark=fills.Watermark(...), truncated=...)
+
+A fill whose id is stored as a **different** record (another signature or event index, or other
+facts) is not dropped: it goes to ``fill_conflicts`` whole, and the id is flagged until an
+operator closes the week with ``--force --reason``. The same record re-read is no conflict.
+Transactions whose logs contradict their message are kept in ``fill_rejected``, those the node
+would not serve readably in ``fill_unread`` (retrying, then unreadable), and the markets'
+``next_fill_record_id`` as sampled by the daemon in ``fill_counters``.
 
 The readers answer ``driftsnap fills check`` (:func:`check`: ``fill_record_id`` gaps per market
-and week, against the PerpMarket's ``next_fill_record_id`` at the tail), ``driftsnap fills
-self-matches`` (:func:`self_matches`) and the week close (:func:`week_volume`).
+and week, against the PerpMarket's ``next_fill_record_id`` at the tail, and against the sampled
+counters for a market with no fill stored in the week; :func:`conflicts`, :func:`unread_of_week`,
+:func:`rejected`), ``driftsnap fills self-matches`` (:func:`self_matches`) and the week close
+(:func:`week_volume`).
 """
 
 from __future__ import annotations
@@ -61,6 +70,56 @@ class Truncated:
     fills_parsed: int
 
 
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A transaction whose logs contradict its message: none of its ``fills_claimed`` is kept."""
+
+    signature: str
+    slot: int
+    block_time: int
+    reason: str
+    fills_claimed: int
+
+
+@dataclass(frozen=True, slots=True)
+class Unread:
+    """A transaction the node would not serve readably (``kind`` ``error`` or ``cut``).
+
+    While ``unreadable`` is false the watermark waits before it and it is asked again at
+    ``next_attempt_at``; once true its attempts are spent, the ingest has moved past it and it
+    is asked again only now and then, until it reads.
+    """
+
+    signature: str
+    slot: int
+    block_time: int | None
+    kind: str
+    reason: str
+    attempts: int
+    unreadable: bool
+    next_attempt_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    """A second, different record for a stored fill's id: ``other`` is the one not stored."""
+
+    market_type: str
+    market_index: int
+    fill_record_id: int
+    stored_signature: str
+    stored_event_index: int
+    other: fill.Fill
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What :func:`write_batch` stored: fills new to the store, and conflicts new to it."""
+
+    inserted: int
+    conflicts: tuple[tuple[str, int, int], ...]  # (market_type, market_index, fill_record_id)
+
+
 # ---------------------------------------------------------------------------- writing
 
 
@@ -108,12 +167,32 @@ def write(
 ) -> int:
     """Store ``rows`` and ``truncated`` and move the watermark, in the caller's transaction.
 
-    Returns the number of fills that were new. A fill already stored is left as it is.
+    Returns the number of fills that were new (see :func:`write_batch`).
     """
-    inserted = 0
+    return write_batch(conn, rows, watermark=watermark, truncated=truncated).inserted
+
+
+def write_batch(
+    conn: sa.Connection,
+    rows: Sequence[fill.Fill],
+    *,
+    watermark: Watermark | None,
+    truncated: Sequence[Truncated] = (),
+    rejected: Sequence[Rejected] = (),
+    unread: Sequence[Unread] = (),
+    read: Sequence[str] = (),
+) -> Written:
+    """One batch of the ingest, in the caller's transaction: its fills, the transactions it
+    found truncated, rejected or unread, the formerly unread ones that now ``read``, and the
+    watermark that covers them.
+
+    A fill whose id is stored already is left as it is; if it is a different record (another
+    signature or event index, or other facts) it is kept in ``fill_conflicts``, whole.
+    """
+    written = Written(0, ())
     if rows:
         with database.driver(conn).cursor() as cur:
-            inserted = _write_fills(cur, rows)
+            written = _write_fills(cur, rows)
     if truncated:
         t = schema.fill_truncated
         conn.execute(
@@ -128,9 +207,91 @@ def write(
                 for x in truncated
             ],
         )
+    if rejected:
+        r = schema.fill_rejected
+        conn.execute(
+            pg.insert(r).on_conflict_do_nothing(index_elements=[r.c.signature]),
+            [
+                {
+                    "signature": x.signature,
+                    "slot": x.slot,
+                    "block_time": _time(x.block_time),
+                    "reason": x.reason,
+                    "fills_claimed": x.fills_claimed,
+                }
+                for x in rejected
+            ],
+        )
+    if unread:
+        u = schema.fill_unread
+        insert = pg.insert(u)
+        conn.execute(
+            insert.on_conflict_do_update(
+                index_elements=[u.c.signature],
+                set_={
+                    "kind": insert.excluded.kind,
+                    "reason": insert.excluded.reason,
+                    "attempts": insert.excluded.attempts,
+                    "unreadable": insert.excluded.unreadable,
+                    "next_attempt_at": insert.excluded.next_attempt_at,
+                    "block_time": sa.func.coalesce(insert.excluded.block_time, u.c.block_time),
+                },
+            ),
+            [
+                {
+                    "signature": x.signature,
+                    "slot": x.slot,
+                    "block_time": None if x.block_time is None else _time(x.block_time),
+                    "kind": x.kind,
+                    "reason": x.reason,
+                    "attempts": x.attempts,
+                    "unreadable": x.unreadable,
+                    "next_attempt_at": x.next_attempt_at,
+                }
+                for x in unread
+            ],
+        )
+    if read:
+        u = schema.fill_unread
+        conn.execute(sa.delete(u).where(u.c.signature.in_(sorted(set(read)))))
     if watermark is not None:
         set_watermark(conn, watermark)
-    return inserted
+    return written
+
+
+def unread(conn: sa.Connection, signatures: Iterable[str]) -> dict[str, Unread]:
+    """The unread records of those of ``signatures`` that have one."""
+    keys = sorted(set(signatures))
+    if not keys:
+        return {}
+    u = schema.fill_unread
+    rows = conn.execute(sa.select(u).where(u.c.signature.in_(keys)))
+    return {r.signature: _unread(r) for r in rows}
+
+
+def due_unreadable(conn: sa.Connection, now: datetime, limit: int) -> list[Unread]:
+    """Up to ``limit`` unreadable transactions due to be asked again at ``now``, oldest first."""
+    u = schema.fill_unread
+    rows = conn.execute(
+        sa.select(u)
+        .where(u.c.unreadable, u.c.next_attempt_at <= now)
+        .order_by(u.c.next_attempt_at, u.c.slot)
+        .limit(limit)
+    )
+    return [_unread(r) for r in rows]
+
+
+def _unread(r: sa.Row[Any]) -> Unread:
+    return Unread(
+        signature=r.signature,
+        slot=r.slot,
+        block_time=None if r.block_time is None else int(r.block_time.timestamp()),
+        kind=r.kind,
+        reason=r.reason,
+        attempts=r.attempts,
+        unreadable=r.unreadable,
+        next_attempt_at=r.next_attempt_at,
+    )
 
 
 def _time(unix: int) -> datetime:
@@ -190,8 +351,35 @@ LEFT JOIN accounts AS ta ON ta.pubkey = b.taker_authority
 ON CONFLICT (market_type, market_index, fill_record_id) DO NOTHING
 """
 
+# Every batch record whose id is stored as another record: another signature or event index, or
+# the same ones with other facts (authorities and commitment are the store's, not the record's).
+# A re-read of the stored record is equal in all of them and is not a conflict.
+_CONFLICTS = """
+INSERT INTO fill_conflicts (
+    market_type, market_index, fill_record_id, signature, event_index, slot, block_time, maker,
+    maker_authority, taker, taker_authority, base_filled, quote_filled, maker_fee,
+    action_explanation, commitment
+)
+SELECT
+    b.market_type, b.market_index, b.fill_record_id, b.signature, b.event_index, b.slot,
+    b.block_time, b.maker, b.maker_authority, b.taker, b.taker_authority, b.base_filled,
+    b.quote_filled, b.maker_fee, b.action_explanation, b.commitment
+FROM fill_batch AS b
+JOIN fills AS f ON f.market_type = b.market_type AND f.market_index = b.market_index
+    AND f.fill_record_id = b.fill_record_id
+LEFT JOIN accounts AS m ON m.account_id = f.maker_id
+LEFT JOIN accounts AS t ON t.account_id = f.taker_id
+WHERE (f.signature, f.event_index, f.slot, f.block_time, m.pubkey, t.pubkey, f.base_filled,
+       f.quote_filled, f.maker_fee, f.action_explanation)
+    IS DISTINCT FROM
+      (b.signature, b.event_index, b.slot, b.block_time, b.maker, b.taker, b.base_filled,
+       b.quote_filled, b.maker_fee, b.action_explanation)
+ON CONFLICT DO NOTHING
+RETURNING market_type, market_index, fill_record_id
+"""
 
-def _write_fills(cur: psycopg.Cursor[Any], rows: Sequence[fill.Fill]) -> int:
+
+def _write_fills(cur: psycopg.Cursor[Any], rows: Sequence[fill.Fill]) -> Written:
     cur.execute(_BATCH)
     with cur.copy("COPY fill_batch FROM STDIN (FORMAT BINARY)") as copy:
         copy.set_types(
@@ -209,8 +397,10 @@ def _write_fills(cur: psycopg.Cursor[Any], rows: Sequence[fill.Fill]) -> int:
     cur.execute(_USER_ACCOUNTS)
     cur.execute(_FILLS)
     inserted = cur.rowcount
+    cur.execute(_CONFLICTS)
+    conflicts = tuple(sorted({(str(a), int(b), int(c)) for a, b, c in cur.fetchall()}))
     cur.execute("TRUNCATE fill_batch")
-    return inserted
+    return Written(inserted, conflicts)
 
 
 def authorities(conn: sa.Connection, user_accounts: Iterable[str]) -> dict[str, str]:
@@ -477,6 +667,14 @@ def check(
                 tail_checked=tail_checked,
             )
         )
+    out += _counter_gaps(
+        conn,
+        week,
+        skip={c.market_index for c in out if c.market_type == "perp"},
+        live=next_ids,
+        live_ok=tail_ok or (mark is None and next_ids is not None),
+        covered_slot=None if mark is None else (mark.through_slot or mark.slot),
+    )
     return out
 
 
@@ -585,6 +783,241 @@ def truncated(conn: sa.Connection, week: calendar.Week) -> list[Truncated]:
         .order_by(t.c.slot, t.c.signature)
     )
     return [Truncated(s, slot, int(bt.timestamp()), n) for s, slot, bt, n in rows]
+
+
+_CONFLICTS_OF_WEEK = """
+SELECT c.market_type, c.market_index, c.fill_record_id, f.signature AS stored_signature,
+       f.event_index AS stored_event_index, c.signature, c.event_index, c.slot,
+       extract(epoch FROM c.block_time)::bigint AS block_time, c.maker, c.maker_authority,
+       c.taker, c.taker_authority, c.base_filled, c.quote_filled, c.maker_fee,
+       c.action_explanation, c.commitment
+FROM fill_conflicts AS c
+JOIN fills AS f ON f.market_type = c.market_type AND f.market_index = c.market_index
+    AND f.fill_record_id = c.fill_record_id
+WHERE (c.block_time >= :start AND c.block_time < :end)
+    OR (f.block_time >= :start AND f.block_time < :end)
+ORDER BY c.market_type, c.market_index, c.fill_record_id, c.signature, c.event_index
+"""
+
+
+def conflicts(conn: sa.Connection, week: calendar.Week) -> list[Conflict]:
+    """The conflicting records of ``week`` (either record in it), by market and id."""
+    rows = conn.execute(sa.text(_CONFLICTS_OF_WEEK), {"start": week.start, "end": week.end})
+    return [
+        Conflict(
+            market_type=r.market_type,
+            market_index=r.market_index,
+            fill_record_id=r.fill_record_id,
+            stored_signature=r.stored_signature,
+            stored_event_index=r.stored_event_index,
+            other=fill.Fill(
+                market_type=r.market_type,
+                market_index=r.market_index,
+                fill_record_id=r.fill_record_id,
+                signature=r.signature,
+                event_index=r.event_index,
+                slot=r.slot,
+                block_time=int(r.block_time),
+                maker=r.maker,
+                maker_authority=r.maker_authority,
+                taker=r.taker,
+                taker_authority=r.taker_authority,
+                base_filled=r.base_filled,
+                quote_filled=r.quote_filled,
+                maker_fee=r.maker_fee,
+                action_explanation=r.action_explanation,
+                commitment=r.commitment,
+            ),
+        )
+        for r in rows
+    ]
+
+
+def rejected(conn: sa.Connection, week: calendar.Week) -> list[Rejected]:
+    """The transactions of ``week`` whose fills were rejected (forged logs)."""
+    t = schema.fill_rejected
+    rows = conn.execute(
+        sa.select(t.c.signature, t.c.slot, t.c.block_time, t.c.reason, t.c.fills_claimed)
+        .where(t.c.block_time >= week.start, t.c.block_time < week.end)
+        .order_by(t.c.slot, t.c.signature)
+    )
+    return [Rejected(s, slot, int(bt.timestamp()), why, n) for s, slot, bt, why, n in rows]
+
+
+def unread_of_week(conn: sa.Connection, week: calendar.Week) -> list[Unread]:
+    """The transactions of ``week`` not read (yet), and those of unknown time (every week's)."""
+    t = schema.fill_unread
+    rows = conn.execute(
+        sa.select(t)
+        .where(
+            sa.or_(
+                t.c.block_time.is_(None),
+                sa.and_(t.c.block_time >= week.start, t.c.block_time < week.end),
+            )
+        )
+        .order_by(t.c.slot, t.c.signature)
+    )
+    return [_unread(r) for r in rows]
+
+
+# ---------------------------------------------------------------------------- chain counters
+
+
+def write_counters(
+    conn: sa.Connection, slot: int, block_time: int, counters: Mapping[int, int]
+) -> None:
+    """Store the perp markets' ``next_fill_record_id`` as read at ``slot`` (idempotent)."""
+    if not counters:
+        return
+    t = schema.fill_counters
+    conn.execute(
+        pg.insert(t).on_conflict_do_nothing(
+            index_elements=[t.c.market_type, t.c.market_index, t.c.slot]
+        ),
+        [
+            {
+                "market_type": "perp",
+                "market_index": index,
+                "slot": slot,
+                "block_time": _time(block_time),
+                "next_fill_record_id": value,
+            }
+            for index, value in sorted(counters.items())
+        ],
+    )
+
+
+def known_perp_markets(conn: sa.Connection) -> list[int]:
+    """Every perp market index the store knows: sampled, with fills, or with a counter."""
+    return list(
+        conn.execute(
+            sa.text(
+                "SELECT market_index FROM markets"
+                " UNION SELECT market_index FROM fills WHERE market_type = 'perp'"
+                " UNION SELECT market_index FROM fill_counters WHERE market_type = 'perp'"
+                " ORDER BY 1"
+            )
+        ).scalars()
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Counter:
+    slot: int
+    value: int
+
+
+def _counter(
+    conn: sa.Connection, index: int, where: sa.ColumnElement[bool], *, newest: bool
+) -> _Counter | None:
+    t = schema.fill_counters
+    order = [t.c.block_time.desc(), t.c.slot.desc()] if newest else [t.c.block_time, t.c.slot]
+    row = conn.execute(
+        sa.select(t.c.slot, t.c.next_fill_record_id)
+        .where(t.c.market_type == "perp", t.c.market_index == index, where)
+        .order_by(*order)
+        .limit(1)
+    ).first()
+    return None if row is None else _Counter(int(row[0]), int(row[1]))
+
+
+def _stored_id(
+    conn: sa.Connection, index: int, where: sa.ColumnElement[bool], *, newest: bool
+) -> int | None:
+    t = schema.fills
+    fn = sa.func.max if newest else sa.func.min
+    value = conn.execute(
+        sa.select(fn(t.c.fill_record_id)).where(
+            t.c.market_type == "perp", t.c.market_index == index, where
+        )
+    ).scalar_one_or_none()
+    return None if value is None else int(value)
+
+
+def _counter_gaps(
+    conn: sa.Connection,
+    week: calendar.Week,
+    *,
+    skip: set[int],
+    live: Mapping[int, int] | None,
+    live_ok: bool,
+    covered_slot: int | None,
+) -> list[MarketCheck]:
+    """Perp markets with no fill stored in ``week`` whose counter moved in it: a gap each.
+
+    The counter before the week is the newest sample at or before its start (else the first
+    sample inside it); after, the first sample at or after its end, else the chain's counter
+    read now (``live``, when ``live_ok``), else the newest sample inside it. Only what the
+    confirmed ingest has covered (``covered_slot``; ``None``: nothing ingested yet, so nothing
+    can have been stored) counts. Ids stored just outside the week narrow the range; what is
+    left is missing (ids between the sample and the week's start may be the week before's, as
+    a hole across a boundary is reported in both weeks).
+    """
+    names: dict[int, str] = {
+        int(i): str(n) for i, n in conn.execute(sa.text("SELECT market_index, name FROM markets"))
+    }
+    indexes = set(
+        conn.execute(
+            sa.text("SELECT DISTINCT market_index FROM fill_counters WHERE market_type = 'perp'")
+        ).scalars()
+    )
+    if live is not None and live_ok:
+        indexes |= set(live)
+    c = schema.fill_counters.c
+    f = schema.fills.c
+    inside = sa.and_(c.block_time > week.start, c.block_time < week.end)
+    out: list[MarketCheck] = []
+    for index in sorted(indexes - skip):
+        low = _counter(conn, index, c.block_time <= week.start, newest=True) or _counter(
+            conn, index, inside, newest=False
+        )
+        high = _counter(conn, index, c.block_time >= week.end, newest=False)
+        from_live = False
+        if high is None and live is not None and live_ok and index in live:
+            high, from_live = _Counter(covered_slot or 0, live[index]), True
+        if high is None:
+            high = _counter(conn, index, inside, newest=True)
+        if low is None or high is None or high.value <= low.value:
+            continue
+        if covered_slot is not None and high.slot > covered_slot and not from_live:
+            continue  # the ingest has not reached the later read yet
+        before = _stored_id(conn, index, f.block_time < week.start, newest=True)
+        after = _stored_id(conn, index, f.block_time >= week.end, newest=False)
+        first = max(low.value, -1 if before is None else before + 1)
+        last = min(high.value - 1, high.value if after is None else after - 1)
+        if first > last:
+            continue
+        out.append(
+            MarketCheck(
+                week=str(week),
+                market_type="perp",
+                market_index=index,
+                market=names.get(index),
+                fills=0,
+                first_id=first,
+                last_id=last,
+                gaps=(Gap(first, last),),
+                tail_checked=from_live,
+            )
+        )
+    return out
+
+
+def weeks_to_check(conn: sa.Connection) -> list[calendar.Week]:
+    """Every ISO week with stored fills, chain counters, or transactions not read, oldest first."""
+    days: list[date] = list(
+        conn.execute(
+            sa.text(
+                "SELECT DISTINCT date_trunc('week', t AT TIME ZONE 'UTC')::date AS d FROM ("
+                " SELECT block_time FROM fills UNION ALL SELECT block_time FROM fill_counters"
+                " UNION ALL SELECT block_time FROM fill_unread WHERE block_time IS NOT NULL"
+                " UNION ALL SELECT block_time FROM fill_rejected"
+                " UNION ALL SELECT block_time FROM fill_conflicts"
+                ") AS u (t) ORDER BY d"
+            )
+        ).scalars()
+    )
+    return [calendar.Week.containing(d) for d in days]
 
 
 @dataclass(frozen=True, slots=True)

@@ -344,6 +344,71 @@ fill_weeks = sa.Table(
     sa.CheckConstraint("extract(isodow FROM week_start) = 1", name="fill_weeks_monday_check"),
 )
 
+# ------------------------------------------------------- fills trust (0005_fills_trust.sql)
+
+fill_conflicts = sa.Table(
+    "fill_conflicts",
+    metadata,
+    sa.Column("market_type", sa.Text, primary_key=True),
+    sa.Column("market_index", sa.SmallInteger, primary_key=True, autoincrement=False),
+    sa.Column("fill_record_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("signature", sa.Text, primary_key=True),
+    sa.Column("event_index", sa.SmallInteger, primary_key=True, autoincrement=False),
+    sa.Column("slot", sa.BigInteger, nullable=False),
+    sa.Column("block_time", TIMESTAMPTZ, nullable=False),
+    sa.Column("maker", sa.Text),
+    sa.Column("maker_authority", sa.Text),
+    sa.Column("taker", sa.Text),
+    sa.Column("taker_authority", sa.Text),
+    sa.Column("base_filled", sa.BigInteger, nullable=False),
+    sa.Column("quote_filled", sa.BigInteger, nullable=False),
+    sa.Column("maker_fee", sa.BigInteger),
+    sa.Column("action_explanation", sa.Text, nullable=False),
+    sa.Column("commitment", sa.Text, nullable=False),
+    sa.Column("recorded_at", TIMESTAMPTZ, nullable=False, server_default=sa.func.now()),
+    sa.CheckConstraint("market_type IN ('perp', 'spot')", name="fill_conflicts_market_type_check"),
+    sa.Index("fill_conflicts_block_time_idx", "block_time"),
+)
+
+fill_rejected = sa.Table(
+    "fill_rejected",
+    metadata,
+    sa.Column("signature", sa.Text, primary_key=True),
+    sa.Column("slot", sa.BigInteger, nullable=False),
+    sa.Column("block_time", TIMESTAMPTZ, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("fills_claimed", sa.Integer, nullable=False),
+    sa.Column("recorded_at", TIMESTAMPTZ, nullable=False, server_default=sa.func.now()),
+)
+
+fill_unread = sa.Table(
+    "fill_unread",
+    metadata,
+    sa.Column("signature", sa.Text, primary_key=True),
+    sa.Column("slot", sa.BigInteger, nullable=False),
+    sa.Column("block_time", TIMESTAMPTZ),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("unreadable", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("first_seen", TIMESTAMPTZ, nullable=False, server_default=sa.func.now()),
+    sa.Column("next_attempt_at", TIMESTAMPTZ, nullable=False),
+    sa.CheckConstraint("kind IN ('error', 'cut')", name="fill_unread_kind_check"),
+    sa.CheckConstraint("attempts >= 1", name="fill_unread_attempts_check"),
+)
+
+fill_counters = sa.Table(
+    "fill_counters",
+    metadata,
+    sa.Column("market_type", sa.Text, primary_key=True),
+    sa.Column("market_index", sa.SmallInteger, primary_key=True, autoincrement=False),
+    sa.Column("slot", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("block_time", TIMESTAMPTZ, nullable=False),
+    sa.Column("next_fill_record_id", sa.BigInteger, nullable=False),
+    sa.CheckConstraint("market_type IN ('perp', 'spot')", name="fill_counters_market_type_check"),
+    sa.Index("fill_counters_block_time_idx", "block_time"),
+)
+
 volume_pools = sa.Table(
     "volume_pools",
     metadata,

@@ -8,7 +8,8 @@ sentinel password. While the chain runs, at random instants drawn from ``plan.se
 
 * every fault the simnet supports is injected (``SimnetServer.set_faults``, what
   ``POST /_simnet/faults`` does), those that hide fills from every reader (unlisted transactions,
-  truncated logs) only after the closed week's end;
+  truncated logs) only after the closed week's end; the lying node's too (forged fills listed
+  under Drift, paging that ignores ``before``), none of which may change a stored fill;
 * the writer daemon is SIGKILLed and restarted; PostgreSQL is stopped and started again on the
   same data directory; a second daemon runs next to the first for a while (standby, then
   writer when the first is killed); a daemon that gives up is restarted, as a supervisor would;
@@ -65,7 +66,7 @@ MARKETS: Final = 3  # the default scenario's markets, each with a pool in the sh
 FAULTS: Final = (
     "http_429", "delay_ms", "node_behind", "min_context_not_reached", "slot_backwards",
     "transaction_null_slots", "ws_silent", "chaos", "burst_every_slots", "signature_burst",
-    "outage_every_slots", "down_ms",
+    "outage_every_slots", "down_ms", "forge_fills", "ignore_before",
 )  # fmt: skip
 # Those that hide something from every reader: fills (never listed, logs cut short) or a User
 # account (served malformed, it fails the node-side filters of getProgramAccounts). Injected
@@ -159,6 +160,8 @@ class Figures:
     fills_truth: int = 0
     fills_hidden: int = 0
     fills_equal: bool = False
+    forged_served: int = 0  # forged fills the node listed under Drift
+    forged_stored: int = 0  # ...of which driftsnap stored (must be 0)
     gaps_reported: int = 0
     close_digest: str = ""
     truth_digest: str = ""
@@ -185,7 +188,8 @@ class Figures:
             f"faults         {sum(self.faults.values())} injected: {faults}",
             f"fills          {self.fills_stored} stored = {self.fills_truth} visible on chain: "
             f"{self.fills_equal}; {self.fills_hidden} hidden by faults, "
-            f"{self.gaps_reported} reported as gaps",
+            f"{self.gaps_reported} reported as gaps; forged fills {self.forged_served} served, "
+            f"{self.forged_stored} stored",
             f"close          digest {self.close_digest[:16]}… recomputed {self.truth_digest[:16]}… "
             f"equal: {self.close_digest == self.truth_digest}; {self.close_books} books, "
             f"{self.close_fills} fills; verify-week ok: {self.verified}",
@@ -440,6 +444,10 @@ class Campaign:
                 {"outage_every_slots": 0},
             ),
             "down_ms": ({"down_ms": r.randint(200, 1500)}, None),
+            # A lying node: forged fills listed under Drift that never invoke it (each claims a
+            # million USDC and the id of the market's next real fill), and paging that repeats.
+            "forge_fills": ({"forge_fills": r.randint(1, 4)}, None),
+            "ignore_before": ({"ignore_before": r.randint(2, 30)}, None),
             "truncate_logs": ({"truncate_logs": r.randint(1, 4)}, None),
             "unlist_transactions": ({"unlist_transactions": r.randint(1, 3)}, None),
             "truncate_every_slots": (
@@ -630,6 +638,13 @@ class Campaign:
                 f"stored fills differ from the chain's: {len(stored - visible)} extra, "
                 f"{len(visible - stored)} missing (first {sorted(visible - stored, key=str)[:2]})"
             )
+        with engine.connect() as conn:
+            forged = conn.execute(
+                sa.select(sa.func.count()).where(schema.fills.c.signature.in_(sorted(sim.forged)))
+            ).scalar_one()
+        f.forged_served, f.forged_stored = len(sim.forged), forged
+        if forged:
+            f.problems.append(f"{forged} forged fills (never invoking Drift) were stored")
         hidden_ids = {(x["market_index"], x["fill_record_id"]) for x in hidden}
         f.gaps_reported = len(self.gaps)
         if hidden_ids != self.gaps:
