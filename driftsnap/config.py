@@ -89,6 +89,13 @@ class Settings(BaseSettings):
     method: str | None = None
     # None: an embedded PostgreSQL with its data in the user data directory.
     database_url: SecretStr | None = None
+    # The least-privilege roles' own URLs (driftsnap.store.roles): `run` connects as the writer,
+    # close-week, forfeit and makers add|remove as the closer, read-only commands as the reader;
+    # each falls back to database_url (the owner, which runs migrate). All None: the embedded
+    # server, whose commands connect as these roles by default names.
+    writer_database_url: SecretStr | None = None
+    closer_database_url: SecretStr | None = None
+    reader_database_url: SecretStr | None = None
     # None: the user data directory (embedded server only).
     data_dir: Path | None = None
     log_level: LogLevel = "info"

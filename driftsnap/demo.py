@@ -29,7 +29,7 @@ from sqlalchemy.pool import NullPool
 from driftsnap import calendar, config, daemon, logs
 from driftsnap.scoring import payouts
 from driftsnap.simnet import scenarios, server
-from driftsnap.store import database, migrations, queries
+from driftsnap.store import database, migrations, queries, roles
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -64,6 +64,7 @@ def _fresh_database(directory: Path) -> database.EmbeddedServer:
     try:
         with engine.begin() as conn:
             migrations.apply(conn)
+            roles.grant(conn, roles.Names())  # the daemon writes as the writer, as `run` does
     finally:
         engine.dispose()
     return server_
@@ -120,7 +121,8 @@ async def run(
         console = Console(width=160)  # a pipe or a file: whole maker keys, no 80-column wrap
     print(f"driftsnap demo: embedded PostgreSQL in {directory} (emptied at each start)")
     pg = await asyncio.to_thread(_fresh_database, directory)
-    engine = database.create_engine(pg.url, poolclass=NullPool)
+    as_role = {r: pg.url.set(username=n) for r, n in roles.Names().items()}
+    engine = database.create_engine(as_role["reader"], poolclass=NullPool)
     try:
         async with server.serve(scenario, tick_s=SLOT_S, slot_ms=round(SLOT_S * 1000)) as sim:
             print(
@@ -131,6 +133,10 @@ async def run(
                 update={
                     "rpc_url": SecretStr(sim.url),
                     "database_url": SecretStr(pg.url.render_as_string(hide_password=False)),
+                    **{
+                        f"{r}_database_url": SecretStr(u.render_as_string(hide_password=False))
+                        for r, u in as_role.items()
+                    },
                     "data_dir": directory,
                     "metrics_port": 0,
                     "markets": (),

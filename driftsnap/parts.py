@@ -14,13 +14,16 @@ from driftsnap import calendar
 from driftsnap.chain import clock, rpc, snapshot
 from driftsnap.errors import ConfigError
 from driftsnap.flows import fills, tick
-from driftsnap.store import database, migrations
+from driftsnap.store import database, migrations, roles
 from driftsnap.store.seeds import Seeds
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from datetime import datetime
     from pathlib import Path
+
+    import sqlalchemy as sa
+    from pydantic import SecretStr
 
     from driftsnap import config
 
@@ -104,11 +107,72 @@ def daemon_clock(settings: config.Settings) -> clock.ChainClock | clock.SystemCl
     return chain_clock(settings) if settings.clock == "chain" else clock.SystemClock()
 
 
+def role_url(settings: config.Settings, role: roles.Role) -> SecretStr | None:
+    """The URL ``role`` connects with: its own (``DRIFTSNAP_<ROLE>_DATABASE_URL``), else
+    ``DRIFTSNAP_DATABASE_URL``; ``None`` when none is set at all (the embedded server)."""
+    own: dict[roles.Role, SecretStr | None] = {
+        "owner": None,
+        "writer": settings.writer_database_url,
+        "closer": settings.closer_database_url,
+        "reader": settings.reader_database_url,
+    }
+    return own[role] or settings.database_url
+
+
+def external(settings: config.Settings) -> bool:
+    """Whether any database URL is set (else the embedded server is used)."""
+    return any(
+        u is not None
+        for u in (
+            settings.database_url,
+            settings.writer_database_url,
+            settings.closer_database_url,
+            settings.reader_database_url,
+        )
+    )
+
+
+def _login_urls(settings: config.Settings) -> list[tuple[roles.LoginRole, sa.URL | None]]:
+    given: dict[roles.LoginRole, SecretStr | None] = {
+        "writer": settings.writer_database_url,
+        "closer": settings.closer_database_url,
+        "reader": settings.reader_database_url,
+    }
+    return [(role, None if url is None else database.parse(url)) for role, url in given.items()]
+
+
+def role_names(settings: config.Settings) -> roles.Names:
+    """The login roles' names: the user names of their URLs where set, else the defaults."""
+    return roles.names_from(
+        (role, None if url is None else url.username) for role, url in _login_urls(settings)
+    )
+
+
+def role_passwords(settings: config.Settings) -> dict[roles.LoginRole, str | None]:
+    """The passwords in the login roles' URLs, which ``db roles`` sets (never printed)."""
+    return {
+        role: None if url is None or url.password is None else str(url.password)
+        for role, url in _login_urls(settings)
+    }
+
+
 def open_database(
-    settings: config.Settings, *, keep_running: bool = False, daemon: bool = False
+    settings: config.Settings,
+    *,
+    keep_running: bool = False,
+    daemon: bool = False,
+    role: roles.Role | None = None,
 ) -> database.Database:
-    """The database (embedded when no URL is set). The daemon's fails fast when the server is
-    down and names itself in ``pg_stat_activity``."""
+    """The database (embedded when no URL is set), connected as ``role``: default the writer for
+    the daemon, else the owner. The daemon's fails fast when the server is down and names itself
+    in ``pg_stat_activity``.
+
+    With the embedded server a login role connects by its default name (the server trusts local
+    connections); with URLs, as the role's own URL (else ``DRIFTSNAP_DATABASE_URL``): connecting
+    as the role itself, not ``SET ROLE`` from an owner's session, which a compromised process
+    could ``RESET``.
+    """
+    role = role or ("writer" if daemon else "owner")
     options = (
         {
             "connect_args": {
@@ -119,15 +183,27 @@ def open_database(
         if daemon
         else {}
     )
+    url = role_url(settings, role)
+    user = None
+    if url is None and external(settings):
+        own = "" if role == "owner" else f"DRIFTSNAP_{role.upper()}_DATABASE_URL or "
+        raise ConfigError(
+            f"this command connects as the database {role}: set {own}DRIFTSNAP_DATABASE_URL"
+        )
+    if url is None and role != "owner":
+        user = roles.DEFAULT_NAMES[role]
     return database.open(
-        settings.database_url, data_dir=settings.data_dir, keep_running=keep_running, **options
+        url, data_dir=settings.data_dir, keep_running=keep_running, user=user, **options
     )
 
 
 @contextlib.contextmanager
-def open_store(settings: config.Settings) -> Iterator[database.Database]:
-    """The database with its schema checked (a stale one is refused), closed at the end."""
-    db = open_database(settings)
+def open_store(
+    settings: config.Settings, *, role: roles.Role = "reader"
+) -> Iterator[database.Database]:
+    """The database connected as ``role`` (default the reader: pass the role a command writes
+    as) with its schema checked (a stale one is refused), closed at the end."""
+    db = open_database(settings, role=role)
     try:
         with database.connect(db.engine) as conn:
             migrations.check(conn)

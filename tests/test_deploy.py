@@ -27,7 +27,13 @@ DEPLOY = ROOT / "deploy"
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 SETTINGS_ENV = {f"DRIFTSNAP_{name.upper()}" for name in config.Settings.model_fields}
 # Variables the deployment files use for themselves (interpolation), not read by driftsnap.
-DEPLOY_ONLY = {"DRIFTSNAP_IMAGE", "DRIFTSNAP_DB_PASSWORD", "DRIFTSNAP_READER_PASSWORD"}
+DEPLOY_ONLY = {
+    "DRIFTSNAP_IMAGE",
+    "DRIFTSNAP_DB_PASSWORD",
+    "DRIFTSNAP_WRITER_PASSWORD",
+    "DRIFTSNAP_CLOSER_PASSWORD",
+    "DRIFTSNAP_READER_PASSWORD",
+}
 METRICS_PORT = 9108
 
 
@@ -114,11 +120,11 @@ def test_compose_wires_postgres_migrate_and_the_daemon() -> None:
     """Postgres has a volume and a health check; migrate runs first; the daemon waits for both."""
     doc = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
     services = doc["services"]
-    assert set(services) == {"postgres", "migrate", "driftsnap"}
+    assert set(services) == {"postgres", "migrate", "driftsnap", "cli"}
     pgsvc = services["postgres"]
     assert any(v.endswith(":/var/lib/postgresql/data") for v in pgsvc["volumes"])
     assert "pg_isready" in " ".join(pgsvc["healthcheck"]["test"])
-    assert services["migrate"]["command"] == ["migrate"]
+    assert services["migrate"]["command"] == ["migrate", "--roles"]
     daemon = services["driftsnap"]
     assert daemon["command"] == ["run"]
     assert daemon["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
@@ -130,6 +136,16 @@ def test_compose_wires_postgres_migrate_and_the_daemon() -> None:
     for svc in services.values():
         if "command" in svc:
             assert svc["command"][0] in _subcommands()
+    # Least privilege: only migrate holds the owner's URL; the daemon only the writer's.
+    urls = {
+        n for n, svc in services.items() if "DRIFTSNAP_DATABASE_URL" in svc.get("environment", {})
+    }
+    assert urls == {"migrate"}
+    assert {k for k in daemon["environment"] if k.endswith("DATABASE_URL")} == {
+        "DRIFTSNAP_WRITER_DATABASE_URL"
+    }
+    assert "driftsnap_writer:" in daemon["environment"]["DRIFTSNAP_WRITER_DATABASE_URL"]
+    assert services["cli"]["profiles"] == ["cli"]
 
 
 def test_deploy_files_only_use_real_setting_names() -> None:
@@ -186,15 +202,36 @@ async def _never() -> metrics.Readiness:
     return metrics.Readiness(False, "test")
 
 
+def _secrets(container: dict[str, Any]) -> set[str]:
+    """The setting names a container gets from its Secrets."""
+    docs = _k8s()
+    names: set[str] = set()
+    for ref in container["envFrom"]:
+        names |= set(docs[f"Secret/{ref['secretRef']['name']}"]["stringData"])
+    return names
+
+
 def test_migrate_job_runs_a_real_subcommand_with_the_secret() -> None:
-    """The migrate Job runs `driftsnap migrate` with both URLs from the Secret."""
+    """The migrate Job runs `driftsnap migrate --roles` as the owner, with the roles' URLs."""
     docs = _k8s()
     job = docs["Job/driftsnap-migrate"]["spec"]["template"]["spec"]["containers"][0]
-    assert job["args"] == ["migrate"]
+    assert job["args"] == ["migrate", "--roles"]
     assert job["args"][0] in _subcommands()
-    assert job["envFrom"] == [{"secretRef": {"name": "driftsnap"}}]
-    secret = docs["Secret/driftsnap"]
-    assert set(secret["stringData"]) == {"DRIFTSNAP_RPC_URL", "DRIFTSNAP_DATABASE_URL"}
+    assert _secrets(job) == {
+        "DRIFTSNAP_DATABASE_URL",
+        "DRIFTSNAP_WRITER_DATABASE_URL",
+        "DRIFTSNAP_CLOSER_DATABASE_URL",
+        "DRIFTSNAP_READER_DATABASE_URL",
+    }
+    assert set(docs["Secret/driftsnap"]["stringData"]) == {"DRIFTSNAP_RPC_URL"}
+    # Least privilege: the daemon gets the writer's URL only, the close the closer's.
+    deployment = docs["Deployment/driftsnap"]["spec"]["template"]["spec"]["containers"][0]
+    assert _secrets(deployment) == {"DRIFTSNAP_RPC_URL", "DRIFTSNAP_WRITER_DATABASE_URL"}
+    cron = docs["CronJob/driftsnap-close-week"]["spec"]["jobTemplate"]["spec"]["template"]
+    assert _secrets(cron["spec"]["containers"][0]) == {
+        "DRIFTSNAP_RPC_URL",
+        "DRIFTSNAP_CLOSER_DATABASE_URL",
+    }
 
 
 def test_close_week_cronjob_runs_weekly_after_the_week_once_at_a_time() -> None:
@@ -209,7 +246,7 @@ def test_close_week_cronjob_runs_weekly_after_the_week_once_at_a_time() -> None:
     container = cron["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
     assert container["args"][0] == "close-week"
     assert container["args"][0] in _subcommands()
-    assert container["envFrom"] == [{"secretRef": {"name": "driftsnap"}}]
+    assert {"secretRef": {"name": "driftsnap-db-closer"}} in container["envFrom"]
 
 
 # ---------------------------------------------------------------- Grafana

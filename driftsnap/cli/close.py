@@ -10,6 +10,7 @@ from driftsnap.cli import args, output
 from driftsnap.errors import InputError
 from driftsnap.flows import close
 from driftsnap.scoring import methods, payouts
+from driftsnap.store import makers
 
 if TYPE_CHECKING:
     import argparse
@@ -85,7 +86,8 @@ def close_week(ns: argparse.Namespace, settings: config.Settings) -> int:
     program = config.load_program(settings.program_file)
     if ns.reason and not ns.force:
         raise InputError("--reason goes with --force (it is stored with a forced close)")
-    with parts.open_store(settings) as db:
+    makers.check_reason(ns.reason or "")
+    with parts.open_store(settings, role="closer") as db:
         outcome = close.close_week(
             db.engine,
             program,

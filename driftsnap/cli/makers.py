@@ -96,9 +96,10 @@ def register(ns: argparse.Namespace, settings: config.Settings) -> int:
     """``driftsnap makers add AUTHORITY``."""
     config.load_program(settings.program_file)  # a bad program file: refused before any write
     who = args.authority(ns.authority)
+    name = makers.check_name(ns.name or "")
     start = _from_week(ns)
-    with parts.open_store(settings) as db, database.begin(db.engine) as conn:
-        makers.add_participant(conn, who, name=ns.name or "", from_week=start)
+    with parts.open_store(settings, role="closer") as db, database.begin(db.engine) as conn:
+        makers.add_participant(conn, who, name=name, from_week=start)
     print(f"registered {who} from {start}")
     _note_all(settings)
     return 0
@@ -109,7 +110,7 @@ def unregister(ns: argparse.Namespace, settings: config.Settings) -> int:
     config.load_program(settings.program_file)
     who = args.authority(ns.authority)
     start = _from_week(ns)
-    with parts.open_store(settings) as db, database.begin(db.engine) as conn:
+    with parts.open_store(settings, role="closer") as db, database.begin(db.engine) as conn:
         if not makers.remove_participant(conn, who, from_week=start):
             raise InputError(f"{who} is not registered (see `driftsnap makers list`)")
     print(f"{who} is no participant from {start} on")
@@ -143,7 +144,7 @@ def list_makers(ns: argparse.Namespace, settings: config.Settings) -> int:
         }
         output.print_json(doc)
         return 0
-    print(f"program participants: {program.participants}")
+    output.line(f"program participants: {program.participants}")
     if registered:
         output.print_rows("Registered makers", registered)
     else:
@@ -157,7 +158,8 @@ def forfeit(ns: argparse.Namespace, settings: config.Settings) -> int:
     """``driftsnap forfeit AUTHORITY --week W | --month M --reason TEXT``."""
     who = args.authority(ns.authority)
     weeks = [calendar.Week.parse(ns.week)] if ns.week else calendar.month_weeks(ns.month)
-    with parts.open_store(settings) as db:
-        close.forfeit(db.engine, who, weeks, reason=ns.reason)
-    print(f"forfeited {who}: {', '.join(map(str, weeks))} ({ns.reason.strip()})")
+    reason = makers.check_reason(ns.reason.strip())
+    with parts.open_store(settings, role="closer") as db:
+        close.forfeit(db.engine, who, weeks, reason=reason)
+    output.line(f"forfeited {who}: {', '.join(map(str, weeks))} ({reason})")
     return 0

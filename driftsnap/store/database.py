@@ -28,6 +28,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.pool import NullPool
 
 from driftsnap import logs
+from driftsnap.store import roles
 from driftsnap.store.errors import ConnectError, EmbeddedServerError, QueryError, StoreError
 
 if TYPE_CHECKING:
@@ -218,6 +219,7 @@ def start_embedded(data_dir: Path | None = None, *, keep_running: bool = False) 
         ) from None
     admin = parse(handle.get_uri("postgres"))
     ensure_database(admin, DATABASE)
+    ensure_roles(admin)
     server = EmbeddedServer(data_dir=root, url=admin.set(database=DATABASE), handle=handle)
     log.info("embedded_postgres_ready", data_dir=str(root), url=display(server.url))
     return server
@@ -245,6 +247,23 @@ def ensure_database(admin_url: sa.URL, name: str) -> None:
         engine.dispose()
 
 
+def ensure_roles(admin_url: sa.URL, names: roles.Names | None = None) -> None:
+    """Create the login roles (writer, closer, reader) on the server of ``admin_url`` unless
+    they exist. The embedded server does it at every start (a catalog lookup): its commands
+    connect as the narrowest role they need (the server trusts local connections, so no
+    password); ``driftsnap migrate`` grants the roles their privileges."""
+    engine = sa.create_engine(admin_url, poolclass=NullPool)
+    try:
+        with engine.begin() as conn:
+            made = roles.ensure(conn, names or roles.Names())
+    except DRIVER_ERRORS as exc:
+        raise error(admin_url, exc) from None
+    finally:
+        engine.dispose()
+    if made:
+        log.info("embedded_roles_created", roles=made)
+
+
 # ---------------------------------------------------------------------------- one entry point
 
 
@@ -268,16 +287,19 @@ def open(  # the verb reads best at the call site: database.open(settings.databa
     *,
     data_dir: Path | None = None,
     keep_running: bool = False,
+    user: str | None = None,
     **engine_options: Any,
 ) -> Database:
     """The database of ``url``, or of the embedded server when ``url`` is ``None``; connected once.
 
-    ``driftsnap db url`` is ``display(open(settings.database_url, keep_running=True).url)``.
+    ``user``: connect to the embedded server as this role instead of its superuser (a role
+    :func:`start_embedded` created). ``driftsnap db url`` is ``display(open(settings.database_url,
+    keep_running=True).url)``.
     """
     embedded = None
     if url is None:
         embedded = start_embedded(data_dir, keep_running=keep_running)
-        target = embedded.url
+        target = embedded.url if user is None else embedded.url.set(username=user)
     else:
         target = parse(url)
     engine = create_engine(target, **engine_options)

@@ -103,9 +103,22 @@ class Status:
 
 
 def _ledger(conn: sa.Connection) -> dict[int, tuple[str, str]]:
-    exists = conn.execute(sa.select(sa.func.to_regclass(schema.schema_migrations.name))).scalar()
-    if exists is None:
+    name = schema.schema_migrations.name
+    exists, readable, user = conn.execute(
+        sa.text(
+            "SELECT to_regclass(:t) IS NOT NULL, CASE WHEN to_regclass(:t) IS NOT NULL"
+            " THEN has_table_privilege(to_regclass(:t), 'SELECT') END, current_user"
+        ),
+        {"t": name},
+    ).one()
+    if not exists:
         return {}
+    if not readable:
+        # A role of `driftsnap db roles` before `migrate` granted it anything.
+        raise SchemaError(
+            f"role {user} has no privileges on this database yet: run driftsnap migrate "
+            "(or driftsnap db roles) as the schema owner, which grants the roles theirs"
+        )
     rows = conn.execute(
         sa.select(
             schema.schema_migrations.c.version,

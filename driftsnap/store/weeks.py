@@ -44,6 +44,17 @@ def ensure_partitions(conn: sa.Connection, week: Week) -> None:
     ).scalar_one()
     if not missing:
         return
+    # Only a table's owner may create a partition of it, and the daemon's role (the writer) owns
+    # nothing: migration 0006's function creates them as the owner (the same names and bounds as
+    # below, with the parent's grants). Before 0006 the caller is the owner and runs the DDL.
+    function = conn.execute(
+        sa.text("SELECT to_regprocedure('driftsnap_create_week_partitions(date)') IS NOT NULL")
+    ).scalar_one()
+    if function:
+        conn.execute(
+            sa.text("SELECT driftsnap_create_week_partitions(:monday)"), {"monday": week.monday}
+        )
+        return
     # DDL takes no bind parameters: compose it with psycopg's sql module (quoted identifiers,
     # escaped literals) rather than formatting text.
     with database.driver(conn).cursor() as cur:
