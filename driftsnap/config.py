@@ -108,10 +108,19 @@ class Settings(BaseSettings):
     # Requests per second: everything but getProgramAccounts, and getProgramAccounts.
     rpc_rps: int = Field(default=10, ge=1)
     rpc_gpa_rps: int = Field(default=2, ge=1)
+    # The largest RPC reply read, in MB (2**20 bytes): a longer one is refused unread past it.
+    # 256: four times a mainnet-sized getProgramAccounts of every User with an open order.
+    rpc_max_body_mb: int = Field(default=256, ge=1, le=1 << 20)
     # Markets by name or index; empty: every market with a score pool in the program.
     markets: Names = ()
     max_slot_gap: int = Field(default=25, ge=0)
     max_skipped_share: float = Field(default=0.01, ge=0, le=1)
+    # A book that cannot be right is a rejected tick: a market with at least
+    # book_drop_min_orders orders at the last snapshot that lost more than this share of them
+    # at once (a node that dropped accounts; 1: never). A market that really emptied costs one
+    # tick: the next is judged against it.
+    max_book_drop: float = Field(default=0.9, ge=0, le=1)
+    book_drop_min_orders: int = Field(default=50, ge=1)
 
     # The daemon.
     cadence: Duration = timedelta(seconds=60)

@@ -45,6 +45,7 @@ def rpc_settings(settings: config.Settings) -> rpc.RpcSettings:
         max_retries=settings.rpc_max_retries,
         rps=settings.rpc_rps,
         gpa_rps=settings.rpc_gpa_rps,
+        max_body_bytes=settings.rpc_max_body_mb * rpc.MIB,
     )
 
 
@@ -56,7 +57,10 @@ def rpc_client(settings: config.Settings, **options: Any) -> rpc.Client:
 def snapshot_settings(settings: config.Settings) -> snapshot.SnapshotSettings:
     """How a snapshot is read and when it is rejected."""
     return snapshot.SnapshotSettings(
-        max_slot_gap=settings.max_slot_gap, max_skipped_share=settings.max_skipped_share
+        max_slot_gap=settings.max_slot_gap,
+        max_skipped_share=settings.max_skipped_share,
+        # Following the chain's time, the wall clock says nothing of the block times.
+        max_block_time_ahead_s=None if settings.clock == "chain" else 3600.0,
     )
 
 
@@ -79,6 +83,8 @@ def tick_settings(settings: config.Settings) -> tick.TickSettings:
         methods=settings.method_presets(),
         snapshot=snapshot_settings(settings),
         markets=markets(settings),
+        max_book_drop=settings.max_book_drop,
+        book_drop_min_orders=settings.book_drop_min_orders,
     )
 
 

@@ -171,7 +171,9 @@ async def test_a_rejected_snapshot_is_a_rejected_header_without_scores(
     async with server.serve("default", seed=6) as sim:
         await sim.advance(5)
         clock, stop = SteppedClock(), asyncio.Event()
-        task = await run_daemon(settings_for(pg_url, sim.url, tmp_path), clock, stop)
+        # No fills job: the fault is the next call's, and it must be the snapshot's.
+        settings = settings_for(pg_url, sim.url, tmp_path, fills=False)
+        task = await run_daemon(settings, clock, stop)
         await clock.tick()
         sim.set_faults(slot_backwards=1, backwards_by=5)  # the next gPA answers 5 slots back
         await clock.tick()

@@ -4,6 +4,10 @@ An account is trusted only when its owner is the Drift program, its first 8 byte
 discriminator of the expected kind and its length is exactly that kind's size. The discriminator
 alone is not enough: a program upgrade that grows an account keeps the discriminator, and reading
 the new layout with the old offsets would give wrong orders silently.
+
+Decoding is bounded too: account data is never decoded or inflated past the size the caller
+expects (a User is 4,376 bytes; by default Solana's own 10 MiB limit), so a zstd frame that would
+inflate a few kilobytes into a gigabyte is refused after ``max_size + 1`` bytes.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ class Kind(enum.StrEnum):
 
 DISCRIMINATORS: Final = {kind: idl.discriminator(kind.value) for kind in Kind}
 SIZES: Final = {kind: 8 + idl.dtype(kind.value).itemsize for kind in Kind}
+# Solana's MAX_PERMITTED_DATA_LENGTH: no account holds more, whatever its program.
+MAX_ACCOUNT_BYTES: Final = 10 * 1024 * 1024
 
 
 class Reason(enum.StrEnum):
@@ -45,6 +51,7 @@ class Reason(enum.StrEnum):
     ENCODING = "encoding"  # the RPC's data field could not be decoded
     ENUM = "enum"  # an open order with an enum byte the IDL does not define
     DUPLICATE = "duplicate"  # the same address twice in one response
+    BOUNDS = "bounds"  # an open order with a number the protocol cannot hold (see users.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,24 +117,32 @@ class Skipped:
 
 
 def from_rpc(
-    pubkey: str, account: Mapping[str, Any], decompressor: zstandard.ZstdDecompressor | None = None
+    pubkey: str,
+    account: Mapping[str, Any],
+    decompressor: zstandard.ZstdDecompressor | None = None,
+    *,
+    max_size: int = MAX_ACCOUNT_BYTES,
 ) -> RawAccount:
     """A ``getProgramAccounts``/``getMultipleAccounts`` account object in JSON, decoded.
 
     ``data`` is ``[text, "base64"]`` or ``[text, "base64+zstd"]``; anything else raises
-    :class:`~driftsnap.chain.errors.AccountError` with reason ``encoding``.
+    :class:`~driftsnap.chain.errors.AccountError` with reason ``encoding``. Data longer than
+    ``max_size`` bytes (decoded, or inflated) raises it with reason ``length``, without being
+    decoded or inflated past that.
     """
     try:
         text, encoding = account["data"]
+        # zstd never grows data by more than about 1/128 (ZSTD_compressBound), nor base64 by
+        # more than 4/3: longer text cannot hold an account of max_size.
+        if isinstance(text, str) and len(text) > _max_text(max_size):
+            raise _too_long(pubkey, max_size, f"{len(text):,} characters of base64")
         raw = binascii.a2b_base64(text, strict_mode=True)
         if encoding == "base64+zstd":
-            # Solana's zstd frames need not record their content size: stream-decode them.
-            stream = (decompressor or zstandard.ZstdDecompressor()).decompressobj()
-            raw = stream.decompress(raw)
-            if not stream.eof or stream.unused_data:
-                raise ValueError("not exactly one complete zstd frame")
+            raw = _inflate(raw, decompressor or zstandard.ZstdDecompressor(), pubkey, max_size)
         elif encoding != "base64":
             raise ValueError(f"unsupported encoding {encoding!r}")
+        if len(raw) > max_size:
+            raise _too_long(pubkey, max_size, f"{len(raw):,} bytes")
         return RawAccount(pubkey=pubkey, owner=str(account["owner"]), data=raw)
     except (KeyError, TypeError, ValueError, binascii.Error, zstandard.ZstdError) as exc:
         raise errors.AccountError(
@@ -135,18 +150,62 @@ def from_rpc(
         ) from exc
 
 
-def from_program_accounts(items: Iterable[Any], skipped: Skipped) -> list[RawAccount]:
+def _inflate(
+    raw: bytes, decompressor: zstandard.ZstdDecompressor, pubkey: str, max_size: int
+) -> bytes:
+    """A zstd frame, inflated; :class:`AccountError` (length) past ``max_size``.
+
+    A frame that records its content size is inflated into a buffer of that size (zstd will
+    not write past it), refused unread if the size is too large; Solana's frames need not record
+    it, and those get a buffer of ``max_size + 1`` bytes. Either way nothing is allocated past
+    the bound, whatever the frame says or holds.
+    """
+    declared = zstandard.frame_content_size(raw)  # -1: not recorded
+    if declared > max_size:
+        raise _too_long(pubkey, max_size, f"a zstd frame of {declared:,} bytes")
+    try:
+        data: bytes = decompressor.decompress(raw, max_output_size=max_size + 1)
+    except zstandard.ZstdError:
+        # Broken, or larger than the buffer: a bounded read says which.
+        reader = decompressor.stream_reader(raw, read_across_frames=False)
+        if len(reader.read(max_size + 1)) > max_size:
+            raise _too_long(pubkey, max_size, "a zstd frame that inflates further") from None
+        raise
+    return data
+
+
+def _max_text(max_size: int) -> int:
+    compressed = max_size + max_size // 128 + 1024
+    return 4 * ((compressed + 2) // 3)
+
+
+def _too_long(pubkey: str, max_size: int, what: str) -> errors.AccountError:
+    return errors.AccountError(
+        f"account {pubkey}: data of {what}, more than the {max_size:,} bytes expected",
+        reason=Reason.LENGTH.value,
+    )
+
+
+def from_program_accounts(
+    items: Iterable[Any], skipped: Skipped, *, max_size: int = MAX_ACCOUNT_BYTES
+) -> list[RawAccount]:
     """The ``value`` list of a ``getProgramAccounts`` result, decoded.
 
-    An item that does not decode is counted in ``skipped`` (seen, reason ``encoding``) and left
-    out; the accounts returned are counted as seen by whoever checks them next.
+    An item that does not decode is counted in ``skipped`` (seen, reason ``encoding``, or
+    ``length`` past ``max_size`` bytes) and left out; the accounts returned are counted as seen
+    by whoever checks them next.
     """
     out: list[RawAccount] = []
     decompressor = zstandard.ZstdDecompressor()
     for item in items:
         try:
-            out.append(from_rpc(str(item["pubkey"]), item["account"], decompressor))
-        except (KeyError, TypeError, errors.AccountError):
+            out.append(
+                from_rpc(str(item["pubkey"]), item["account"], decompressor, max_size=max_size)
+            )
+        except (KeyError, TypeError):
             skipped.seen += 1
             skipped.add(Reason.ENCODING)
+        except errors.AccountError as exc:
+            skipped.seen += 1
+            skipped.add(Reason(exc.reason))
     return out

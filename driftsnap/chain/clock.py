@@ -3,6 +3,11 @@
 Both are a :class:`Clock`: ``now()``, ``sleep_until(moment, stop)``, the slot in force (the chain
 clock's; none for the wall clock) and ``start(stop)``. The tick flow asks it for the sample
 instants; tests drive a virtual one of their own.
+
+What the chain says about time is held to what a chain can say (:func:`block_time_problem`,
+:func:`slot_problem`): a block time after Solana's genesis and before 2100, a slot below 2**53;
+the snapshot also holds a block time to the wall clock (``max_ahead_s``). The chain clock treats
+a node that answers otherwise as one that did not answer.
 """
 
 from __future__ import annotations
@@ -34,6 +39,52 @@ SLEEP_MAX_S: Final = 5.0
 RETRY_S: Final = 0.1
 COMMITMENT: Final = "confirmed"  # the snapshot's: the clock must not run behind the reads
 MAX_REASON: Final = 300
+
+# Solana mainnet-beta's genesis (2020-03-16 14:29 UTC): no block of a chain Drift runs on is older.
+SOLANA_GENESIS_TS: Final = 1_584_368_940
+# 2100-01-01 UTC: later than any chain, simulated ones running weeks a minute included, reaches
+# (and a datetime, PostgreSQL and a JSON number all hold it exactly).
+MAX_BLOCK_TIME: Final = 4_102_444_800
+# Slots below 2**53 (exact in any JSON reader); mainnet passed 3.5e8 after five years of 0.4 s.
+MAX_SLOT: Final = 2**53
+
+
+def slot_problem(slot: object) -> str | None:
+    """Why ``slot`` (as a node answered it) is not a slot, or ``None`` when it is."""
+    if not isinstance(slot, int) or isinstance(slot, bool):
+        return f"{_show(slot)} is not a slot"
+    if not 0 <= slot < MAX_SLOT:
+        return f"slot {_show(slot)} is out of bounds (0 .. 2**53)"
+    return None
+
+
+def block_time_problem(
+    ts: object, *, now: float | None = None, max_ahead_s: float | None = None
+) -> str | None:
+    """Why ``ts`` (a ``getBlockTime`` answer) cannot be a block time, or ``None`` when it can.
+
+    ``max_ahead_s``: how far past the wall clock (``now``, unix seconds) a block time may be.
+    """
+    if not isinstance(ts, int) or isinstance(ts, bool):
+        return f"block time {_show(ts)} is not a number of seconds"
+    if not SOLANA_GENESIS_TS <= ts < MAX_BLOCK_TIME:
+        return f"block time {_show(ts)} is out of bounds (Solana's genesis, 2020, .. 2100)"
+    if max_ahead_s is not None:
+        wall = time.time() if now is None else now
+        if ts > wall + max_ahead_s:
+            return (
+                f"block time {ts} is {ts - wall:.0f} s after the wall clock (at most "
+                f"{max_ahead_s:g} s)"
+            )
+    return None
+
+
+def _show(value: object) -> str:
+    """``repr`` of an answer, cut short: a node may answer with anything."""
+    if isinstance(value, int) and abs(value) >= 10**20:
+        return f"{value:.0e}" if abs(value) < 10**300 else "a huge integer"
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."
 
 
 class Clock(Protocol):
@@ -226,8 +277,8 @@ class ChainClock:
         try:
             slot = await self._client.call("getSlot", [{"commitment": COMMITMENT}])
             latest = self._blocks[-1] if self._blocks else None
-            if not isinstance(slot, int) or isinstance(slot, bool):
-                raise ChainError(f"getSlot answered {slot!r}, not a slot")
+            if (problem := slot_problem(slot)) is not None:
+                raise ChainError(f"getSlot answered: {problem}")
             if latest is not None and slot <= latest.slot:
                 # No new block yet, or a node behind the one we asked before: nothing to learn.
                 self._recovered()
@@ -236,8 +287,11 @@ class ChainClock:
         except ChainError as exc:
             self._unavailable(str(exc))
             return False
-        if not isinstance(block_time, int) or isinstance(block_time, bool):
+        if block_time is None:
             self._unavailable(f"no block time for slot {slot}")  # null: not known yet
+            return False
+        if (problem := block_time_problem(block_time)) is not None:
+            self._unavailable(f"getBlockTime of slot {slot}: {problem}")
             return False
         self._recovered()
         if latest is not None and block_time < latest.time:

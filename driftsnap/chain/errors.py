@@ -3,6 +3,8 @@
     DriftsnapError
     └── ChainError                   chain data that cannot be turned into a book
         ├── AccountError             an account failed its checks (owner, discriminator, length...)
+        │   └── OutOfBoundsError     a market or oracle number the protocol cannot hold: the
+        │                            snapshot is returned rejected (``out_of_bounds``)
         ├── SnapshotRejectedError    too large a share of the User accounts was bad: no books
         ├── MarketNotFoundError      a configured market (by name or index) is not on chain
         ├── UnsupportedOracleError   a market's oracle source is one driftsnap cannot price
@@ -14,9 +16,10 @@
             ├── MinContextSlotError  -32016, or a provider's -32603 saying so    (retried)
             ├── RateLimitedError     HTTP 429; the whole endpoint pauses         (retried)
             ├── RpcTimeoutError      no whole answer within the timeout          (retried)
-            └── TransportError       no JSON-RPC answer: connection refused or reset, an HTTP
-                                     error status, a body that is not JSON-RPC  (5xx and
-                                     connection errors retried; other statuses not)
+            ├── TransportError       no JSON-RPC answer: connection refused or reset, an HTTP
+            │                        error status, a body that is not JSON-RPC  (5xx and
+            │                        connection errors retried; other statuses not)
+            └── ResponseTooLargeError  a reply body beyond the configured cap  (not retried)
 
 Single bad User accounts are not raised: they are skipped and counted
 (:class:`driftsnap.chain.accounts.Skipped`); only their share decides whether the snapshot stands.
@@ -44,6 +47,14 @@ class AccountError(ChainError):
     def __init__(self, message: str, *, reason: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class OutOfBoundsError(AccountError):
+    """A PerpMarket or oracle account holding a number the protocol cannot have (an oracle price
+    above any listing's, a confidence beyond it, a slot after the read): reason ``bounds``."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, reason="bounds")
 
 
 class SnapshotRejectedError(ChainError):
@@ -136,6 +147,13 @@ class TransportError(RpcError):
     """No JSON-RPC answer at all: refused or dropped connection, HTTP error status, not JSON."""
 
     retryable = True
+
+
+class ResponseTooLargeError(RpcError):
+    """A reply body larger than the client's cap: refused unread past the cap, not retried
+    (a node that sends it once sends it again)."""
+
+    retryable = False
 
 
 class ReadOnlyError(ChainError):

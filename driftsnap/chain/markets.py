@@ -6,6 +6,20 @@ new listing needs no release of driftsnap. Oracle prices are decoded with driftp
 ``decode_oracle``, limited to the sources Drift's live perp markets use; the legacy Pyth push
 oracles and Switchboard v2 are no longer updated on mainnet, so a market still pointing at one is an
 error naming it rather than a price from the past.
+
+Numbers are held to what the protocol can have before anything uses them; one outside raises
+:class:`~driftsnap.chain.errors.OutOfBoundsError` (the snapshot is rejected, not crashed):
+
+- a PerpMarket's u64 counters and sizes (``next_fill_record_id``, tick, step and minimum order
+  sizes) fit ``i64``, as everything stored does (a counter that each fill moves by one never
+  gets near 2**63);
+- an oracle price in (0, :data:`MAX_ORACLE_PRICE`]: ten to the fifteenth ``PRICE_PRECISION``
+  units is a billion dollars per base unit, ten thousand times BTC's price (Drift lists cheap
+  assets per thousand or million units, 1MBONK-PERP, so none comes near); a confidence in
+  [0, :data:`MAX_ORACLE_PRICE`]; an oracle slot no later than the read's context slot (an oracle
+  is not written in the future);
+- a Pyth exponent within +-:data:`MAX_EXPONENT` before driftpy scales by ``10**|exponent|``
+  (an i32 exponent of -2**31 would have it compute a number of two billion digits).
 """
 
 from __future__ import annotations
@@ -54,6 +68,11 @@ _ORACLE_LAYOUTS: Final = {
     "SwitchboardOnDemand": (None, idl.discriminator("PullFeedAccountData"), 3208),
 }
 SUPPORTED_ORACLES: Final = frozenset(_ORACLE_LAYOUTS)
+MAX_ORACLE_SIZE: Final = max(size for _, _, size in _ORACLE_LAYOUTS.values())
+I64_MAX: Final = 2**63 - 1
+MAX_ORACLE_PRICE: Final = 10**15  # PRICE_PRECISION units: $1e9 per base unit
+MAX_EXPONENT: Final = 30
+_LAZER_EXPONENT: Final = idl.offset("PythLazerOracle", "exponent")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +106,16 @@ def decode(account: accounts.RawAccount) -> PerpMarket:
     data = accounts.require(account, accounts.Kind.PERP_MARKET)
     market = np.frombuffer(data, dtype=_DTYPE)[0]["market"]
     amm = market["amm"]
+    for where, name in (
+        (market, "next_fill_record_id"),
+        (amm, "order_tick_size"),
+        (amm, "order_step_size"),
+        (amm, "min_order_size"),
+    ):
+        if int(where[name]) > I64_MAX:
+            raise errors.OutOfBoundsError(
+                f"perp market {account.pubkey}: {name} {int(where[name])} is beyond i64"
+            )
     return PerpMarket(
         pubkey=account.pubkey,
         market_index=int(market["market_index"]),
@@ -141,12 +170,16 @@ def require_supported(market: PerpMarket) -> None:
         )
 
 
-def oracle_price(market: PerpMarket, account: accounts.RawAccount | None) -> OraclePrice:
+def oracle_price(
+    market: PerpMarket, account: accounts.RawAccount | None, *, read_slot: int | None = None
+) -> OraclePrice:
     """The market's oracle price from its oracle account, decoded as driftpy does.
 
     Raises :class:`~driftsnap.chain.errors.UnsupportedOracleError` for a source outside
-    :data:`SUPPORTED_ORACLES` and :class:`~driftsnap.chain.errors.OracleError` for a missing,
-    foreign or undecodable account or a price that is not a positive int64.
+    :data:`SUPPORTED_ORACLES`, :class:`~driftsnap.chain.errors.OracleError` for a missing,
+    foreign or undecodable account or a price that is not a positive int64, and
+    :class:`~driftsnap.chain.errors.OutOfBoundsError` for numbers outside the module's bounds
+    (``read_slot``: the context slot the account was read at, which its slot may not pass).
     """
     require_supported(market)
     where = f"{market.name} oracle {market.oracle} ({market.oracle_source})"
@@ -163,13 +196,40 @@ def oracle_price(market: PerpMarket, account: accounts.RawAccount | None) -> Ora
             f"discriminator {account.data[:8].hex()})"
         )
     try:
+        exponent = _exponent(account.data, market.oracle_source)
+        if exponent is not None and abs(exponent) > MAX_EXPONENT:
+            raise errors.OutOfBoundsError(f"{where}: exponent {exponent} is out of bounds")
         data = _decode_oracle(account.data, market.oracle_source)
-    except (ValueError, IndexError, KeyError, struct.error) as exc:
+        price, confidence, slot = int(data.price), int(data.confidence), int(data.slot)
+    except (ValueError, IndexError, KeyError, struct.error, OverflowError) as exc:
         raise errors.OracleError(f"{where}: does not decode ({exc})") from exc
-    price = int(data.price)
     if not 0 < price < 2**63:  # a book holds positive int64 prices
         raise errors.OracleError(f"{where}: price {price} is not a positive int64")
-    return OraclePrice(price=price, confidence=int(data.confidence), slot=int(data.slot))
+    if price > MAX_ORACLE_PRICE:
+        raise errors.OutOfBoundsError(
+            f"{where}: price {price} is out of bounds (at most {MAX_ORACLE_PRICE:.0e})"
+        )
+    if not 0 <= confidence <= MAX_ORACLE_PRICE:
+        raise errors.OutOfBoundsError(f"{where}: confidence {confidence} is out of bounds")
+    if slot < 0 or (read_slot is not None and slot > read_slot):
+        raise errors.OutOfBoundsError(
+            f"{where}: oracle slot {slot} is out of bounds (read at slot {read_slot})"
+        )
+    return OraclePrice(price=price, confidence=confidence, slot=slot)
+
+
+def _exponent(data: bytes, source: str) -> int | None:
+    """The Pyth exponent driftpy scales the price by, read before driftpy does; None if none."""
+    if source.startswith("PythLazer"):
+        offset = _LAZER_EXPONENT
+    elif source in ("PythPull", "Pyth1KPull", "Pyth1MPull", "PythStableCoinPull"):
+        # PriceUpdateV2: write authority, then a verification level of 1 byte (Full) or 2
+        # (Partial, with its count), the feed id, price and confidence: driftpy's reading.
+        offset = 8 + 32 + (1 if data[8 + 32] & 1 else 2) + 32 + 8 + 8
+    else:
+        return None
+    exponent: int = struct.unpack_from("<i", data, offset)[0]
+    return exponent
 
 
 def _decode_oracle(data: bytes, source: str) -> OraclePriceData:

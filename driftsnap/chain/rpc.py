@@ -5,8 +5,10 @@ One :class:`Client` per endpoint. Each call goes through
 1. the endpoint's pause: after a 429 nobody sends anything until ``Retry-After`` has passed;
 2. a throttle of its method class (``getProgramAccounts`` has its own: providers meter it apart,
    and one of them costs more than a hundred ``getMultipleAccounts``);
-3. one HTTP POST under a total timeout, whose answer is classified by
-   :mod:`driftsnap.chain.errors` (-32005, -32016, 429, timeout, transport);
+3. one HTTP POST under a total timeout, whose body is read no further than ``max_body_bytes``
+   (a ``Content-Length`` above it is refused before reading, an endless body at the cap; gzip
+   is inflated in bounded steps, under the same cap), and whose answer is classified by
+   :mod:`driftsnap.chain.errors` (-32005, -32016, 429, timeout, transport, too large);
 4. retries of the retryable kinds, with exponential backoff and jitter, up to ``max_retries``;
    then the last error is raised, with ``attempts`` set.
 
@@ -25,6 +27,7 @@ import logging
 import random
 import time
 import urllib.parse
+import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -46,6 +49,14 @@ NODE_BEHIND: Final = -32005
 MIN_CONTEXT_SLOT: Final = -32016
 INTERNAL_ERROR: Final = -32603  # some providers report an unreached minContextSlot so
 _GPA: Final = "getProgramAccounts"
+MIB: Final = 1 << 20
+# The largest reply read. The simnet's mainnet-scale getProgramAccounts (10,002 User accounts with
+# open orders, BENCHMARKS.md) is 60.8 MB of JSON in plain base64 (5.9 MB in base64+zstd, which
+# the snapshot asks for first); its scale curve reaches ~120 MB at 20k accounts. 256 MiB is twice
+# that and four times today's mainnet, and a body at the cap still leaves the process well
+# under 1 GB. DRIFTSNAP_RPC_MAX_BODY_MB sets it.
+DEFAULT_MAX_BODY_BYTES: Final = 256 * MIB
+_CHUNK: Final = 1 << 16  # the most a gzip step may inflate to before the cap is looked at
 
 # The only methods this client sends. driftsnap holds no key and never writes to the chain; an
 # allowlist (not a denylist) makes that hold for methods added to Solana later too.
@@ -76,11 +87,19 @@ class RpcSettings:
     backoff_base_s: float = 0.25
     backoff_max_s: float = 8.0
     retry_after_max_s: float = 60.0  # a Retry-After longer than this is capped (a broken proxy)
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES  # a longer reply is refused, unread past this
 
     def __post_init__(self) -> None:
-        if self.timeout_s <= 0 or self.rps < 1 or self.gpa_rps < 1 or self.max_retries < 0:
+        if (
+            self.timeout_s <= 0
+            or self.rps < 1
+            or self.gpa_rps < 1
+            or self.max_retries < 0
+            or self.max_body_bytes < 1
+        ):
             raise ConfigError(
-                "RPC settings: timeout_s must be > 0, rps and gpa_rps >= 1, max_retries >= 0"
+                "RPC settings: timeout_s must be > 0, rps and gpa_rps >= 1, max_retries >= 0, "
+                "max_body_bytes >= 1"
             )
 
     @property
@@ -91,7 +110,8 @@ class RpcSettings:
     def __repr__(self) -> str:
         return (
             f"RpcSettings(url={self.endpoint!r}, timeout_s={self.timeout_s}, "
-            f"max_retries={self.max_retries}, rps={self.rps}, gpa_rps={self.gpa_rps})"
+            f"max_retries={self.max_retries}, rps={self.rps}, gpa_rps={self.gpa_rps}, "
+            f"max_body_bytes={self.max_body_bytes})"
         )
 
 
@@ -173,7 +193,9 @@ class Client:
             transport=transport,
             event_hooks={k: list(v) for k, v in (event_hooks or {}).items()},
             timeout=httpx.Timeout(settings.timeout_s),
-            headers={"content-type": "application/json"},
+            # gzip only, inflated here in bounded steps: httpx would inflate a whole chunk of
+            # deflate or zstd at once, however large it comes out.
+            headers={"content-type": "application/json", "accept-encoding": "gzip"},
             # Settings are read once, by the CLI: no proxy or certificate settings from the
             # environment behind its back.
             trust_env=False,
@@ -265,7 +287,7 @@ class Client:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self.settings.timeout_s):
-                response = await self._http.post(self.settings.url, content=body)
+                status, headers, content = await self._post(method, body)
         except (TimeoutError, httpx.TimeoutException):
             raise errors.RpcTimeoutError(
                 f"no answer within {self.settings.timeout_s} s",
@@ -283,16 +305,73 @@ class Client:
         log.debug(
             "rpc_call",
             method=method,
-            status=response.status_code,
-            bytes=len(response.content),
+            status=status,
+            bytes=len(content),
             ms=round((time.perf_counter() - started) * 1000, 1),
         )
-        return self._result(method, request_id, response)
+        return self._result(method, request_id, status, headers, content)
 
-    def _result(self, method: str, request_id: int, response: httpx.Response) -> Json:
-        status = response.status_code
+    async def _post(self, method: str, body: str) -> tuple[int, httpx.Headers, bytearray]:
+        """POST ``body``: the status, the headers and, for a 200, the body, never read past
+        ``max_body_bytes`` (other statuses are classified without their body)."""
+        cap = self.settings.max_body_bytes
+        content = bytearray()
+        async with self._http.stream("POST", self.settings.url, content=body) as response:
+            status, headers = response.status_code, response.headers
+            if status != 200:
+                return status, headers, content
+            declared = headers.get("content-length", "").strip()
+            if declared.isdigit() and (len(declared) > 18 or int(declared) > cap):
+                raise self._too_large(method, f"its Content-Length is {declared[:24]} bytes")
+            encoding = headers.get("content-encoding", "identity").strip().lower()
+            if encoding not in ("identity", "gzip"):
+                raise errors.TransportError(
+                    f"answer in content encoding {encoding[:40]!r}, which was not asked for",
+                    method=method,
+                    endpoint=self.endpoint,
+                    retryable=False,
+                )
+            if response.is_stream_consumed:
+                # A transport that hands over a body already in memory (tests do): httpx has
+                # decoded it; only its size is left to check.
+                content += response.content
+                if len(content) > cap:
+                    raise self._too_large(method, f"it has {len(content):,} bytes")
+                return status, headers, content
+            inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding == "gzip" else None
+            async for chunk in response.aiter_raw():
+                if inflate is None:
+                    content += chunk
+                else:
+                    _inflate(
+                        inflate, chunk, content, cap=cap, method=method, endpoint=self.endpoint
+                    )
+                if len(content) > cap:
+                    raise self._too_large(method, "more than that arrived")
+            if inflate is not None and not inflate.eof:
+                raise _not_gzip(method, self.endpoint)
+        return status, headers, content
+
+    def _too_large(self, method: str, detail: str) -> errors.ResponseTooLargeError:
+        cap = self.settings.max_body_bytes
+        size = f"{cap // MIB} MB" if cap % MIB == 0 else f"{cap:,} bytes"
+        return errors.ResponseTooLargeError(
+            f"reply larger than {size}, the cap (DRIFTSNAP_RPC_MAX_BODY_MB): {detail}; "
+            "refused without reading further",
+            method=method,
+            endpoint=self.endpoint,
+        )
+
+    def _result(
+        self,
+        method: str,
+        request_id: int,
+        status: int,
+        headers: httpx.Headers,
+        content: bytearray,
+    ) -> Json:
         if status == 429:
-            retry_after = _retry_after(response.headers.get("retry-after"))
+            retry_after = _retry_after(headers.get("retry-after"))
             if retry_after is not None:
                 retry_after = min(retry_after, self.settings.retry_after_max_s)
                 self._pause(retry_after, method)
@@ -312,7 +391,7 @@ class Client:
                 retryable=status >= 500,
             )
         try:
-            answer = json.loads(response.content)
+            answer = json.loads(content)
         except ValueError:
             raise errors.TransportError(
                 "answer is not JSON", method=method, endpoint=self.endpoint
@@ -344,6 +423,28 @@ class Client:
         ):
             kind = errors.MinContextSlotError
         return kind(detail, method=method, endpoint=self.endpoint, code=code)
+
+
+def _inflate(
+    inflate: Any, data: bytes, content: bytearray, *, cap: int, method: str, endpoint: str
+) -> None:
+    """Inflate a gzip chunk into ``content`` :data:`_CHUNK` bytes at a time, stopping past ``cap``
+    (a small chunk of gzip may inflate a thousandfold)."""
+    try:
+        while len(content) <= cap:
+            out = inflate.decompress(data, _CHUNK)
+            content += out
+            data = inflate.unconsumed_tail
+            if not data and len(out) < _CHUNK:
+                return
+    except zlib.error:
+        raise _not_gzip(method, endpoint) from None
+
+
+def _not_gzip(method: str, endpoint: str) -> errors.TransportError:
+    return errors.TransportError(
+        "answer is not complete gzip", method=method, endpoint=endpoint, retryable=False
+    )
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -6,7 +6,11 @@ with ``minContextSlot = S``, so the oracle price that floating orders are priced
 than the orders. Both slots are recorded. A snapshot whose second read landed more than
 ``max_slot_gap`` slots after S, or whose slot went backwards (against the previous snapshot, or a
 node that ignored ``minContextSlot``) is returned *rejected* with a reason, as is one with too large
-a share of bad User accounts: the caller records the miss and goes on; it never gets a wrong book.
+a share of bad User accounts (an open order with a number no program writes is bad too, see
+:mod:`~driftsnap.chain.users`), one without any User account at all (Drift always has some: the
+node lost or withholds them), and one whose market, oracle or block time holds a number outside
+the protocol's bounds (:mod:`~driftsnap.chain.markets`, :func:`~driftsnap.chain.clock.
+block_time_problem`): the caller records the miss and goes on; it never gets a wrong book.
 Errors that no retry cures (an unknown market, an unsupported oracle, a malformed PerpMarket or
 oracle account, an endpoint that stays down) are raised as
 :class:`~driftsnap.chain.errors.ChainError`.
@@ -27,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 from solders.pubkey import Pubkey
 
 from driftsnap import logs, protocol
-from driftsnap.chain import accounts, books, errors, idl, markets, rpc, users
+from driftsnap.chain import accounts, books, clock, errors, idl, markets, rpc, users
 from driftsnap.scoring import bookfile
 
 if TYPE_CHECKING:
@@ -56,6 +60,10 @@ class SnapshotSettings:
     max_slot_gap: int = 25
     max_skipped_share: float = 0.01  # more than this share of bad User accounts rejects
     commitment: Literal["processed", "confirmed", "finalized"] = "confirmed"
+    # A block time later than the wall clock by more than this is a lie (validators' clocks
+    # keep Solana's block times within seconds of real time); None: no wall clock to hold it
+    # to (the daemon follows the chain's own time, a simulated chain may run far ahead).
+    max_block_time_ahead_s: float | None = 3600.0
 
 
 class Rejection(enum.StrEnum):
@@ -64,6 +72,11 @@ class Rejection(enum.StrEnum):
     SLOT_REGRESSION = "slot_regression"  # S before the last good snapshot, or a read before S
     SLOT_GAP = "slot_gap"  # markets or oracles read too long after S
     BAD_ACCOUNTS = "bad_accounts"  # too many User accounts failed their checks
+    NO_USERS = "no_users"  # not a single User account with an open order
+    OUT_OF_BOUNDS = "out_of_bounds"  # a market, oracle or block time the protocol cannot have
+    # Rejections of the tick flow (flows/tick.py), which judges a snapshot against the last one:
+    BOOK_COLLAPSE = "book_collapse"  # a market lost most of its orders since the last tick
+    UNSCORABLE = "unscorable"  # a book the scorer refused (order sizes beyond its arithmetic)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,25 +131,15 @@ async def take(
     """
     started = time.perf_counter()
     user_items, slot, encoding = await _user_accounts(client, settings)
-    if last_slot is not None and slot < last_slot:
-        return _rejected(
-            Rejection.SLOT_REGRESSION,
-            f"User accounts read at slot {slot}, before the last snapshot's slot {last_slot}",
-            slot=slot,
-            encoding=encoding,
+    first = _first_look(slot, encoding, user_items, last_slot)
+    if first is not None:
+        return first
+    try:
+        selected, oracles, first_slot, market_slot = await _markets_and_oracles(
+            client, settings, wanted_markets, slot
         )
-
-    selected, first_slot, market_slot = await _markets(client, settings, wanted_markets, slot)
-    for market in selected:
-        markets.require_supported(market)
-    oracle_accounts, oracle_first, oracle_last = await _multiple_accounts(
-        client, settings, [m.oracle for m in selected], slot
-    )
-    first_slot, market_slot = min(first_slot, oracle_first), max(market_slot, oracle_last)
-    oracles = {
-        m.market_index: markets.oracle_price(m, account)
-        for m, account in zip(selected, oracle_accounts, strict=True)
-    }
+    except errors.OutOfBoundsError as exc:
+        return _rejected(Rejection.OUT_OF_BOUNDS, str(exc), slot=slot, encoding=encoding)
     facts: dict[str, Any] = {
         "slot": slot,
         "market_slot": market_slot,
@@ -144,25 +147,22 @@ async def take(
         "oracles": oracles,
         "encoding": encoding,
     }
-    if first_slot < slot:
-        return _rejected(
-            Rejection.SLOT_REGRESSION,
-            f"markets or oracles read at slot {first_slot}, before the users' slot {slot} "
-            "(the node ignored minContextSlot)",
-            **facts,
-        )
-    if market_slot - slot > settings.max_slot_gap:
-        return _rejected(
-            Rejection.SLOT_GAP,
-            f"markets and oracles read at slot {market_slot}, {market_slot - slot} slots after "
-            f"the users' slot {slot} (allowed: {settings.max_slot_gap})",
-            **facts,
-        )
+    late = _market_slots(settings, slot, first_slot, market_slot, facts)
+    if late is not None:
+        return late
     ts, ts_estimated = await _block_time(client, slot)
+    problem = clock.block_time_problem(ts, max_ahead_s=settings.max_block_time_ahead_s)
+    if problem is not None:
+        return _rejected(
+            Rejection.OUT_OF_BOUNDS, f"getBlockTime of slot {slot}: {problem}", **facts
+        )
     rpc_done = time.perf_counter()
 
     skipped = accounts.Skipped()
-    decoded = users.decode(accounts.from_program_accounts(user_items, skipped), skipped)
+    user_size = accounts.SIZES[accounts.Kind.USER]
+    decoded = users.decode(
+        accounts.from_program_accounts(user_items, skipped, max_size=user_size), skipped, slot=slot
+    )
     decode_done = time.perf_counter()
     counts: dict[str, Any] = {
         "users": len(decoded),
@@ -203,6 +203,66 @@ async def take(
         ms=snapshot.durations_ms["total"],
     )
     return snapshot
+
+
+def _first_look(
+    slot: int, encoding: str, user_items: Sequence[Json], last_slot: int | None
+) -> Snapshot | None:
+    """The snapshot rejected on what the User accounts' read alone shows, or None."""
+    if last_slot is not None and slot < last_slot:
+        return _rejected(
+            Rejection.SLOT_REGRESSION,
+            f"User accounts read at slot {slot}, before the last snapshot's slot {last_slot}",
+            slot=slot,
+            encoding=encoding,
+        )
+    if not user_items:
+        return _rejected(
+            Rejection.NO_USERS,
+            f"getProgramAccounts found no User account with an open order at slot {slot}: "
+            "Drift always has some, so the node lost or withholds them",
+            slot=slot,
+            encoding=encoding,
+        )
+    return None
+
+
+async def _markets_and_oracles(
+    client: rpc.Client, settings: SnapshotSettings, wanted: Sequence[str | int], slot: int
+) -> tuple[list[PerpMarket], dict[int, OraclePrice], int, int]:
+    """The wanted markets, their oracle prices and the first and last context slot of the reads."""
+    selected, first_slot, market_slot = await _markets(client, settings, wanted, slot)
+    for market in selected:
+        markets.require_supported(market)
+    oracle_accounts, oracle_first, oracle_last = await _multiple_accounts(
+        client, settings, [m.oracle for m in selected], slot, max_size=markets.MAX_ORACLE_SIZE
+    )
+    oracles = {
+        m.market_index: markets.oracle_price(m, account, read_slot=oracle_last)
+        for m, account in zip(selected, oracle_accounts, strict=True)
+    }
+    return selected, oracles, min(first_slot, oracle_first), max(market_slot, oracle_last)
+
+
+def _market_slots(
+    settings: SnapshotSettings, slot: int, first_slot: int, market_slot: int, facts: dict[str, Any]
+) -> Snapshot | None:
+    """The snapshot rejected for markets or oracles read before S or too long after, or None."""
+    if first_slot < slot:
+        return _rejected(
+            Rejection.SLOT_REGRESSION,
+            f"markets or oracles read at slot {first_slot}, before the users' slot {slot} "
+            "(the node ignored minContextSlot)",
+            **facts,
+        )
+    if market_slot - slot > settings.max_slot_gap:
+        return _rejected(
+            Rejection.SLOT_GAP,
+            f"markets and oracles read at slot {market_slot}, {market_slot - slot} slots after "
+            f"the users' slot {slot} (allowed: {settings.max_slot_gap})",
+            **facts,
+        )
+    return None
 
 
 def book_documents(snapshot: Snapshot) -> dict[str, dict[str, Json]]:
@@ -298,7 +358,9 @@ async def _markets(
     indexes = [int(w) for w in wanted if isinstance(w, int) or w.isdigit()]
     if wanted and len(indexes) == len(wanted) and all(0 <= i < 1 << 16 for i in indexes):
         keys = [perp_market_address(i) for i in indexes]
-        found, first, last = await _multiple_accounts(client, settings, keys, slot)
+        found, first, last = await _multiple_accounts(
+            client, settings, keys, slot, max_size=accounts.SIZES[accounts.Kind.PERP_MARKET]
+        )
         if all(a is not None for a in found):
             return [markets.decode(a) for a in found if a is not None], first, last
     # By name, or an index without an account: read them all, and let select() name what is
@@ -326,14 +388,24 @@ async def _all_markets(
     items, context_slot = _with_context(client, "getProgramAccounts", answer)
     if not isinstance(items, list):
         raise _malformed(client, "getProgramAccounts", "value is not a list")
-    found = [markets.decode(accounts.from_rpc(str(i["pubkey"]), i["account"])) for i in items]
+    size = accounts.SIZES[accounts.Kind.PERP_MARKET]
+    found = [
+        markets.decode(accounts.from_rpc(str(i["pubkey"]), i["account"], max_size=size))
+        for i in items
+    ]
     return found, context_slot, context_slot
 
 
 async def _multiple_accounts(
-    client: rpc.Client, settings: SnapshotSettings, keys: Sequence[str], slot: int
+    client: rpc.Client,
+    settings: SnapshotSettings,
+    keys: Sequence[str],
+    slot: int,
+    *,
+    max_size: int,
 ) -> tuple[list[accounts.RawAccount | None], int, int]:
-    """Accounts by address (``None`` where absent), in chunks the node accepts, at slot >= S."""
+    """Accounts by address (``None`` where absent), in chunks the node accepts, at slot >= S;
+    none decoded past ``max_size`` bytes."""
     found: list[accounts.RawAccount | None] = []
     slots: list[int] = []
     for start in range(0, len(keys), MAX_MULTIPLE_ACCOUNTS):
@@ -345,21 +417,22 @@ async def _multiple_accounts(
             raise _malformed(client, "getMultipleAccounts", "value does not match the keys")
         slots.append(context_slot)
         found += [
-            None if item is None else accounts.from_rpc(key, item)
+            None if item is None else accounts.from_rpc(key, item, max_size=max_size)
             for key, item in zip(chunk, value, strict=True)
         ]
     return found, min(slots, default=slot), max(slots, default=slot)
 
 
-async def _block_time(client: rpc.Client, slot: int) -> tuple[int, bool]:
-    """The block time of ``slot``, or the wall clock (flagged) when the node has none."""
+async def _block_time(client: rpc.Client, slot: int) -> tuple[Json, bool]:
+    """The node's block time of ``slot`` as answered (to be checked: it may be anything), or the
+    wall clock (flagged) when the node has none."""
     try:
         ts = await client.call("getBlockTime", [slot])
     except errors.RpcError as exc:
         if exc.code not in _NO_BLOCK_TIME:
             raise
         ts = None
-    if isinstance(ts, int) and not isinstance(ts, bool) and ts >= 0:
+    if ts is not None:
         return ts, False
     log.warning("block_time_missing", slot=slot, endpoint=client.endpoint)
     return int(time.time()), True
@@ -372,8 +445,8 @@ def _with_context(client: rpc.Client, method: str, answer: Json) -> tuple[Json, 
         value = answer["value"]
     except (KeyError, TypeError):
         raise _malformed(client, method, "result without context.slot and value") from None
-    if not isinstance(slot, int) or isinstance(slot, bool) or slot < 0:
-        raise _malformed(client, method, f"context slot {slot!r} is not a slot")
+    if (problem := clock.slot_problem(slot)) is not None:
+        raise _malformed(client, method, f"context {problem}")
     return value, slot
 
 

@@ -8,6 +8,18 @@ order field of every account is one strided array; nothing is decoded that a boo
 Enum bytes stay the IDL's variant indices (the ``OrderType`` ... classes below). An open order with
 an index the IDL does not define makes its account bad (skipped and counted), where driftpy would
 raise, or silently read any unknown direction as ``Short``.
+
+So does an open order with a number no Drift program can have written (reason ``bounds``, checked
+over all accounts at once like the enums):
+
+- ``base_asset_amount`` above ``i64::MAX``: the program adds an order's size to the position's
+  ``open_bids``/``open_asks`` and fills it into ``base_asset_amount``, all ``i64``, so placing a
+  larger order fails; 2**64 - 1 is a forged size, not a big order;
+- ``slot`` after the slot the accounts were read at: an order is not placed in the future.
+
+Prices are not bounds here: a limit price is the owner's to choose (an ask at any price rests,
+its margin is counted at the oracle), and one no book can hold is left out as unpriceable; so is
+an order filled beyond its size (nothing remains of it to rest).
 """
 
 from __future__ import annotations
@@ -29,6 +41,7 @@ if TYPE_CHECKING:
 ORDER_SLOTS: Final = 32
 ORDER_DTYPE: Final = idl.dtype("Order")
 ACCOUNT_DTYPE: Final = np.dtype([("discriminator", "<u8"), ("user", idl.dtype("User"))])
+I64_MAX: Final = 2**63 - 1
 
 
 # The enums above are spelled out for readers and type checkers; the IDL stays the authority, and
@@ -62,8 +75,13 @@ class Users:
         return str(Pubkey(self.authority[row].tobytes()))
 
 
-def decode(raw: Sequence[accounts.RawAccount], skipped: accounts.Skipped) -> Users:
-    """Decode User accounts; a bad one is left out and counted in ``skipped``, never raised."""
+def decode(
+    raw: Sequence[accounts.RawAccount], skipped: accounts.Skipped, *, slot: int | None = None
+) -> Users:
+    """Decode User accounts; a bad one is left out and counted in ``skipped``, never raised.
+
+    ``slot`` is the slot the accounts were read at: no open order may be placed after it.
+    """
     size = accounts.SIZES[accounts.Kind.USER]
     buffer = bytearray(len(raw) * size)
     view = memoryview(buffer)
@@ -83,11 +101,13 @@ def decode(raw: Sequence[accounts.RawAccount], skipped: accounts.Skipped) -> Use
         pubkeys.append(account.pubkey)
     records = np.frombuffer(buffer, dtype=ACCOUNT_DTYPE, count=len(pubkeys))
 
-    bad = _bad_enums(records["user"]["orders"])
-    if bad.any():
-        skipped.add(accounts.Reason.ENUM, int(bad.sum()))
-        records = records[~bad]
-        pubkeys = [p for p, b in zip(pubkeys, bad.tolist(), strict=True) if not b]
+    for reason in (accounts.Reason.ENUM, accounts.Reason.BOUNDS):
+        orders = records["user"]["orders"]
+        bad = _bad_enums(orders) if reason is accounts.Reason.ENUM else _out_of_bounds(orders, slot)
+        if bad.any():
+            skipped.add(reason, int(bad.sum()))
+            records = records[~bad]
+            pubkeys = [p for p, b in zip(pubkeys, bad.tolist(), strict=True) if not b]
     user = records["user"]
     return Users(
         pubkeys=tuple(pubkeys),
@@ -110,4 +130,13 @@ def _bad_enums(orders: npt.NDArray[np.void]) -> npt.NDArray[np.bool_]:
     bad: npt.NDArray[np.bool_] = ((orders["status"] > max(OrderStatus)) | (is_open & bad_open)).any(
         axis=1
     )
+    return bad
+
+
+def _out_of_bounds(orders: npt.NDArray[np.void], slot: int | None) -> npt.NDArray[np.bool_]:
+    """Rows with an open order whose numbers no Drift program writes (see the module text)."""
+    wrong = orders["base_asset_amount"] > np.uint64(I64_MAX)
+    if slot is not None:
+        wrong |= orders["slot"] > np.uint64(max(slot, 0))
+    bad: npt.NDArray[np.bool_] = ((orders["status"] == OrderStatus.OPEN) & wrong).any(axis=1)
     return bad

@@ -4,7 +4,8 @@ A :class:`Ticker` takes the ticks of the committed schedule one :meth:`~Ticker.s
 
     wait for the next interval's sample instant (drawn from the week's committed seed)
       -> snapshot.take (RPC)          rejected: a `rejected` header with the reason, no scores
-      -> scorer.score per method      (a worker thread)
+      -> judged against the last one  a market that lost most of its orders at once: rejected
+      -> scorer.score per method      (a worker thread; a book it refuses: rejected)
       -> one transaction               the misses owed + the unsampled gap + this tick
       -> metrics, one `tick_written` log line
 
@@ -14,6 +15,13 @@ for more than :data:`MAX_LATENESS` after its instant (a stalled process, a clock
 the week close checks every tick's time against the seed. Intervals nobody sampled (no daemon
 was writing, also over Monday 00:00, or a tick overran) are recorded as `missed` the same way,
 so every interval has a header and a week's coverage never overstates.
+
+A book that cannot be right is rejected, never stored as a fact: the snapshot rejects one without
+any User account; the ticker one where a market that had at least ``book_drop_min_orders``
+orders at the last snapshot lost more than ``max_book_drop`` of them at once (a node that dropped
+accounts). The baseline is the last snapshot that had books, rejected for this reason or not, so
+a market that really emptied costs one tick, not the rest of the week. It lives in memory: the
+first tick after a start has none, and only the snapshot's own checks hold for it.
 
 The first tick of a week opens it: a seed is drawn, kept in a seed file, and its commitment
 stored; the seed of the week before is revealed. The daemon (:mod:`driftsnap.daemon`) owns the
@@ -70,6 +78,10 @@ class TickSettings:
     snapshot: snapshot.SnapshotSettings
     # Markets by name or index; empty: those paying a score pool in the week being sampled.
     markets: tuple[str | int, ...] = ()
+    # A market with at least book_drop_min_orders orders at the last snapshot that has lost more
+    # than this share of them at once is a rejected tick (1.0: never).
+    max_book_drop: float = 0.9
+    book_drop_min_orders: int = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +134,29 @@ def error_kind(exc: BaseException) -> str:
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
 
 
+def collapsed(
+    snap: snapshot.Snapshot, before: dict[int, int], *, max_drop: float, min_orders: int
+) -> snapshot.Snapshot:
+    """``snap`` rejected if a market had at least ``min_orders`` orders in ``before`` (the last
+    snapshot's counts by market index) and lost more than ``max_drop`` of them."""
+    if not snap.ok:
+        return snap
+    for market in snap.markets:
+        was = before.get(market.market_index, 0)
+        now = len(snap.books[market.market_index].orders)
+        if was < min_orders or now >= was * (1 - max_drop):
+            continue
+        rejection = snapshot.Rejection.BOOK_COLLAPSE
+        detail = (
+            f"{market.name} has {now} orders, {was} at the last snapshot: more than "
+            f"{max_drop:.0%} of them gone at once (DRIFTSNAP_MAX_BOOK_DROP), as when a node "
+            "loses accounts; the next snapshot is judged against this one"
+        )
+        log.warning("snapshot_rejected", reason=rejection.value, detail=detail, slot=snap.slot)
+        return dataclasses.replace(snap, rejection=rejection, detail=detail, books={})
+    return snap
+
+
 def below(snap: snapshot.Snapshot, floor: int) -> snapshot.Snapshot:
     """``snap`` rejected if its User accounts were read at a slot before ``floor``, the block
     the chain clock saw in force at the sample instant (a node behind answered)."""
@@ -132,6 +167,14 @@ def below(snap: snapshot.Snapshot, floor: int) -> snapshot.Snapshot:
         f"User accounts read at slot {snap.slot}, before slot {floor}, whose block the chain "
         "clock saw in force at the sample instant"
     )
+    log.warning("snapshot_rejected", reason=rejection.value, detail=detail, slot=snap.slot)
+    return dataclasses.replace(snap, rejection=rejection, detail=detail, books={})
+
+
+def unscorable(snap: snapshot.Snapshot, exc: DriftsnapError) -> snapshot.Snapshot:
+    """``snap`` rejected because the scorer refused one of its books."""
+    rejection = snapshot.Rejection.UNSCORABLE
+    detail = reason(exc)
     log.warning("snapshot_rejected", reason=rejection.value, detail=detail, slot=snap.slot)
     return dataclasses.replace(snap, rejection=rejection, detail=detail, books={})
 
@@ -173,6 +216,7 @@ class Ticker:
         self.last_failure = ""
         self._markets: list[str | int] = []  # by index, once a book was read
         self._last_slot: int | None = None
+        self._orders: dict[int, int] = {}  # each market's orders at the last snapshot with books
         self._handled: tuple[calendar.Week, int] | None = None  # the last interval stepped
         self._owed: list[snapshots.Tick] = []  # missed ticks not yet written
         self._schedules: dict[calendar.Week, sampling.Schedule] = {}
@@ -268,13 +312,26 @@ class Ticker:
                 )
                 self._owe(interval, at, reason(no_time), no_time)
                 return None
+        if snap.ok:
+            counts = {index: len(book.orders) for index, book in snap.books.items()}
+            snap = collapsed(
+                snap,
+                self._orders,
+                max_drop=self.settings.max_book_drop,
+                min_orders=self.settings.book_drop_min_orders,
+            )
+            self._orders = counts
         rpc_ms = _ms(started)
         market_rows: list[snapshots.MarketSnapshot] = []
         if snap.ok:
             # Ask by index from now on (one gPA less), and reject a slot that goes backwards.
             self._markets = list(snap.market_indexes)
             self._last_slot = snap.slot
-            market_rows = await asyncio.to_thread(self._score, snap)
+            try:
+                market_rows = await asyncio.to_thread(self._score, snap)
+            except DriftsnapError as exc:
+                # A book the scorer refuses (sizes beyond its exact arithmetic): not a fact.
+                snap = unscorable(snap, exc)
         tick = snapshots.Tick(
             at=at,
             interval=interval,
