@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any, Final
 from aiohttp import web
 
 from driftsnap import config, logs, metrics, parts, tasks
+from driftsnap.chain import accounts
+from driftsnap.chain.errors import ChainError
 from driftsnap.errors import ConfigError
 from driftsnap.flows import fills, tick
 from driftsnap.store import database, migrations, snapshots
@@ -209,6 +211,19 @@ class Worker:
 # ---------------------------------------------------------------------------- starting
 
 
+def _subclasses(cls: type[BaseException]) -> list[type[BaseException]]:
+    return [cls, *(c for sub in cls.__subclasses__() for c in _subclasses(sub))]
+
+
+def new_metrics() -> metrics.Metrics:
+    """The daemon's metrics, every error kind a tick can count and every skip reason at 0."""
+    kinds = {tick.kind_of(c) for c in _subclasses(ChainError)}
+    kinds |= {f"http_{status}" for status in (429, 500, 502, 503, 504)}
+    return metrics.Metrics(
+        rpc_error_kinds=sorted(kinds), skip_reasons=[r.value for r in accounts.Reason]
+    )
+
+
 async def _start_metrics(app: web.Application, host: str, port: int) -> web.AppRunner:
     """Listen before the loop starts: a port in use fails the start, not a running daemon."""
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
@@ -286,7 +301,7 @@ async def run(
         owned.push_async_callback(asyncio.to_thread, db.close)
         log.info("clock_starting", clock=type(time_of).__name__, rpc=endpoint)
         if await time_of.start(stop):
-            registry = registry or metrics.Metrics()
+            registry = registry or new_metrics()
             worker = Worker(settings, program, db=db, clock=time_of, stop=stop, registry=registry)
             log.info(
                 "daemon_started",

@@ -13,8 +13,9 @@ from one that is scoring.
 
 from __future__ import annotations
 
+import platform
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 import httpx
@@ -28,6 +29,10 @@ from prometheus_client import (
     generate_latest,
 )
 
+from driftsnap import __version__
+
+TICK_STATUSES = ("ok", "rejected", "missed", "late", "failed")
+FILL_ANOMALIES = ("rejected", "unreadable", "conflict", "paging")
 TICK_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
 RPC_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10)
 
@@ -35,7 +40,12 @@ RPC_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10)
 class Metrics:
     """Every metric the daemon exports."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, *, rpc_error_kinds: Iterable[str] = (), skip_reasons: Iterable[str] = ()
+    ) -> None:
+        """Every metric, those with known label values at 0: the ticks' statuses, the fills'
+        outcomes and anomalies, and the ``rpc_error_kinds`` and ``skip_reasons`` given (the
+        chain's, which this module does not import)."""
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.ticks = Counter("driftsnap_ticks", "Cadence ticks by outcome.", ["status"], registry=r)
@@ -109,6 +119,24 @@ class Metrics:
         self.writer = Gauge(
             "driftsnap_writer", "1 while this daemon holds the database writer lock.", registry=r
         )
+        self.build_info = Gauge(
+            "driftsnap_build_info",
+            "Always 1: the running driftsnap's version and Python, as labels.",
+            ["version", "python"],
+            registry=r,
+        )
+        self.build_info.labels(__version__, platform.python_version()).set(1)
+        # A labelled counter has no series until its first increment, so a dashboard shows "No
+        # data" where it should show 0: every label value known in advance starts at 0.
+        for counter, values in (
+            (self.ticks, TICK_STATUSES),
+            (self.fills_polls, ("ok", "failed")),
+            (self.fills_anomalies, FILL_ANOMALIES),
+            (self.rpc_errors, rpc_error_kinds),
+            (self.skipped_accounts, skip_reasons),
+        ):
+            for value in values:
+                counter.labels(value)
 
     def render(self) -> bytes:
         """Every metric in Prometheus's text format, as ``/metrics`` serves it."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import platform
 import socket
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ import httpx
 import pytest
 from aiohttp import web
 
-from driftsnap import daemon, metrics
+from driftsnap import __version__, daemon, metrics
 from driftsnap.errors import ConfigError
 from driftsnap.simnet import server
 from tests.test_daemon import SteppedClock, settings_for
@@ -106,7 +107,8 @@ async def test_endpoints_and_healthcheck_follow_the_probe() -> None:
         if "{" in line and not line.startswith("#")
         for part in line[line.index("{") + 1 : line.index("}")].split(",")
     }
-    assert labels <= {"status", "method", "kind", "market", "reason", "le"}
+    # version and python: driftsnap_build_info's, one constant series per process.
+    assert labels <= {"status", "method", "kind", "market", "reason", "le", "version", "python"}
 
 
 @pytest.mark.asyncio
@@ -134,6 +136,20 @@ async def test_the_daemon_is_ready_only_after_its_first_ok_tick(
     assert after.json() == {"status": "ready", "reason": "ok"}
     assert 'driftsnap_ticks_total{status="ok"} 1.0' in exposition
     assert 'driftsnap_book_orders{market="SOL-PERP"}' in exposition
+    # Series a dashboard graphs exist at 0 before the first event, not "No data".
+    for zero in (
+        'driftsnap_ticks_total{status="rejected"} 0.0',
+        'driftsnap_rpc_errors_total{kind="node_behind"} 0.0',
+        'driftsnap_rpc_errors_total{kind="http_429"} 0.0',
+        'driftsnap_rpc_errors_total{kind="response_too_large"} 0.0',
+        'driftsnap_skipped_accounts_total{reason="bounds"} 0.0',
+        'driftsnap_fills_anomalies_total{kind="conflict"} 0.0',
+    ):
+        assert zero in exposition
+    assert (
+        f'driftsnap_build_info{{python="{platform.python_version()}",version="{__version__}"}} 1.0'
+        in exposition
+    )
 
 
 @pytest.mark.asyncio

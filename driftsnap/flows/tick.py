@@ -130,7 +130,12 @@ def reason(exc: BaseException) -> str:
 
 def error_kind(exc: BaseException) -> str:
     """A bounded metrics label: the error class in snake case (``node_behind``...)."""
-    name = type(exc).__name__.removesuffix("Error") or "error"
+    return kind_of(type(exc))
+
+
+def kind_of(cls: type[BaseException]) -> str:
+    """:func:`error_kind` of any error of class ``cls``."""
+    name = cls.__name__.removesuffix("Error") or "error"
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
 
 
