@@ -13,6 +13,8 @@ import asyncio
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
+from pydantic import SecretStr
+
 from driftsnap import calendar, parts, protocol
 from driftsnap.cli import args, output
 from driftsnap.flows import fills
@@ -69,6 +71,19 @@ def add(sub: Any) -> None:
     )
     q.add_argument("--week", metavar=args.WEEK, help="one ISO week (default: every week stored)")
     q.add_argument("--rpc-url", metavar="URL", help="also compare with the chain's counters")
+    q.add_argument(
+        "--verify-rpc-url",
+        metavar="URL2",
+        help="a second provider: read the stored transactions of the week(s) again from it and "
+        "report every fill it serves otherwise, and every stored id beyond its counters",
+    )
+    q.add_argument(
+        "--sample",
+        type=args.positive,
+        metavar="N",
+        help="with --verify-rpc-url: at most N transactions a week, drawn from the week's name "
+        "(default: every one)",
+    )
     args.add_format(q)
     q.set_defaults(handler=check)
     q = args.command(
@@ -148,7 +163,30 @@ def check(ns: argparse.Namespace, settings: config.Settings) -> int:
         )
     for line in found.lines():
         output.line(line, err=True)
-    return 1 if missing or found.any else 0
+    disagree = 0
+    if ns.verify_rpc_url is not None:
+        for cross in asyncio.run(_cross_check(settings, ns, weeks)):
+            disagree += len(cross.disagreements)
+            for d in cross.disagreements:
+                output.line(d.line(), err=True)
+            output.line(
+                f"week {cross.week}: {cross.transactions} of {cross.of_transactions} "
+                f"transaction(s) ({cross.fills} fills) read again from the second provider, "
+                f"{len(cross.disagreements)} disagreement(s)",
+                err=True,
+            )
+    return 1 if missing or found.any or disagree else 0
+
+
+async def _cross_check(
+    settings: config.Settings, ns: argparse.Namespace, weeks: list[calendar.Week]
+) -> list[fills.CrossCheck]:
+    second = settings.model_copy(update={"rpc_url": SecretStr(ns.verify_rpc_url)})
+    with parts.open_store(settings) as db:
+        async with parts.rpc_client(second) as client:
+            return [
+                await fills.cross_check_week(client, db.engine, w, sample=ns.sample) for w in weeks
+            ]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import random
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -722,6 +723,122 @@ async def check(
             )
         ],
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Disagreement:
+    """One thing a second provider says otherwise than what is stored."""
+
+    kind: str  # not_served | rejected | cut | different | beyond_counter
+    subject: str  # a signature, or a market
+    detail: str
+
+    def line(self) -> str:
+        """One line naming what disagrees."""
+        return f"second provider disagrees ({self.kind}) on {self.subject}: {self.detail}"
+
+
+@dataclass(frozen=True, slots=True)
+class CrossCheck:
+    """What ``fills check --verify-rpc-url`` compared, and every disagreement."""
+
+    week: calendar.Week
+    transactions: int  # stored transactions asked of the second provider
+    of_transactions: int  # ...of this many with fills stored in the week
+    fills: int  # stored fills in those transactions
+    disagreements: tuple[Disagreement, ...]
+
+
+def _judge(
+    signature: str,
+    want: set[tuple[object, ...]],
+    tx: chain_fills.Transaction | chain_fills.Unread | None,
+) -> Disagreement | None:
+    """How the second provider's answer for ``signature`` disagrees with the stored fills."""
+    if tx is None or isinstance(tx, chain_fills.Unread):
+        why = "null" if tx is None else tx.reason
+        return Disagreement("not_served", signature, f"no transaction ({why})")
+    if tx.forged is not None:
+        return Disagreement("rejected", signature, tx.forged)
+    if tx.cut is not None:
+        return Disagreement("cut", signature, tx.cut)
+    got = {_fact_of(f) for f in tx.fills}
+    if got == want:
+        return None
+    stored_only, served_only = sorted(map(str, want - got)), sorted(map(str, got - want))
+    return Disagreement(
+        "different",
+        signature,
+        f"{len(want)} fill(s) stored, {len(got)} served; (market type, index, id, slot, maker, "
+        f"taker, quote) stored {stored_only[0] if stored_only else '-'}, served "
+        f"{served_only[0] if served_only else '-'}",
+    )
+
+
+def _fact_of(f: fill.Fill) -> tuple[object, ...]:
+    return (f.market_type, f.market_index, f.fill_record_id, f.slot, f.maker, f.taker,
+            f.quote_filled)  # fmt: skip
+
+
+async def cross_check_week(
+    second: rpc.Client,
+    engine: sa.Engine,
+    week: calendar.Week,
+    *,
+    sample: int | None = None,
+    program: str = protocol.DRIFT_PROGRAM_ID,
+) -> CrossCheck:
+    """The week's stored fills against a second provider (``--verify-rpc-url``).
+
+    Each stored transaction of the week (or a ``sample`` of them, drawn from the week's name so
+    that a re-run asks the same ones) is read again from ``second`` and parsed with the same
+    checks; its fills must be the stored ones, fact for fact (ids, slot, maker and taker
+    accounts, quote). Each perp market's stored ids must also be below the second provider's
+    ``next_fill_record_id``: an id the chain has not reached is a forged one. A primary node
+    that lies consistently about transactions is caught unless the second lies the same way.
+    """
+    facts = await _read(engine, lambda conn: closes.fill_facts(conn, week))
+    indexes = await _read(engine, store_fills.known_perp_markets)
+    by_signature: dict[str, set[tuple[object, ...]]] = {}
+    for x in facts:
+        by_signature.setdefault(x.signature, set()).add(
+            (x.market_type, x.market_index, x.fill_record_id, x.slot, x.maker, x.taker,
+             x.quote_filled)
+        )  # fmt: skip
+    signatures = sorted(by_signature)
+    if sample is not None and len(signatures) > sample:
+        # A reproducible draw (a re-run asks the same transactions), not a secret one.
+        signatures = sorted(random.Random(str(week)).sample(signatures, sample))  # noqa: S311
+    found: list[Disagreement] = []
+    for start in range(0, len(signatures), 200):
+        chunk = signatures[start : start + 200]
+        answers = await chain_fills.fetch(second, chunk, commitment="confirmed", program=program)
+        for signature, tx in zip(chunk, answers, strict=True):
+            if (d := _judge(signature, by_signature[signature], tx)) is not None:
+                found.append(d)
+    if indexes:
+        addresses = {i: snapshot.perp_market_address(i) for i in indexes}
+        counters, _ = await chain_fills.next_fill_record_ids(
+            second, addresses, commitment="confirmed"
+        )
+        top: dict[int, int] = {}
+        for x in facts:
+            if x.market_type == "perp":
+                top[x.market_index] = max(top.get(x.market_index, -1), x.fill_record_id)
+        for index, highest in sorted(top.items()):
+            if index in counters and highest >= counters[index]:
+                found.append(
+                    Disagreement(
+                        "beyond_counter",
+                        f"perp market {index}",
+                        f"fill id {highest} is stored, the chain's next_fill_record_id is "
+                        f"{counters[index]}",
+                    )
+                )
+    return CrossCheck(
+        week, len(signatures), len(by_signature), sum(len(by_signature[s]) for s in signatures),
+        tuple(found),
+    )  # fmt: skip
 
 
 async def sample_counters(client: rpc.Client, engine: sa.Engine) -> int | None:
