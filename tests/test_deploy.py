@@ -329,3 +329,37 @@ def test_reader_role_reads_scores_and_cannot_write(pg_cluster: pg.Cluster) -> No
         with pg_cluster.admin() as conn:
             conn.execute(sa.text("DROP ROLE IF EXISTS driftsnap_reader"))
             conn.execute(sa.text("DROP ROLE IF EXISTS driftsnap"))
+
+
+def _state_dirs() -> set[str]:
+    """The paths the image keeps state in: its DRIFTSNAP_DATA_DIR and any VOLUME."""
+    dirs = set(re.findall(r"DRIFTSNAP_DATA_DIR=(\S+)", DOCKERFILE))
+    for line in DOCKERFILE.splitlines():
+        if line.startswith("VOLUME"):
+            dirs |= set(re.findall(r"/[\w/.-]+", line))
+    return dirs
+
+
+def test_every_state_path_of_the_image_is_on_a_volume_in_compose_and_k8s() -> None:
+    """A container recreated mid-week keeps the week's seed: every service or pod that runs
+    the daemon or a one-off command mounts a volume at each state path of the image."""
+    state = _state_dirs()
+    assert state == {"/var/lib/driftsnap"}
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    named = set(compose["volumes"])
+    for name in ("driftsnap", "cli"):
+        service = compose["services"][name]
+        mounts = {v.split(":")[1]: v.split(":")[0] for v in service.get("volumes", [])}
+        for path in state:
+            assert path in mounts, f"compose service {name} has no volume at {path}"
+            assert mounts[path] in named, f"{name}: {mounts[path]} is not a named volume"
+    (deployment,) = [
+        d for d in _yaml_documents(DEPLOY / "k8s" / "deployment.yaml") if d["kind"] == "Deployment"
+    ]
+    pod = deployment["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    for container in pod["containers"]:
+        mounts = {m["mountPath"]: m["name"] for m in container.get("volumeMounts", [])}
+        for path in state:
+            assert path in mounts, f"k8s container {container['name']} has no volume at {path}"
+            assert "persistentVolumeClaim" in volumes[mounts[path]], "state must persist"
