@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -241,3 +242,54 @@ def test_program_shows_the_pools_in_force_for_a_week(tmp_path: Path) -> None:
     out = run("--program", str(bad), "program")
     assert out.returncode == 2
     assert out.stderr.strip().endswith("participant[0].from_week: no such ISO week: 2026-W99")
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (("books", "--rpc-url", "notaurl"), "RPC URL must look like https://host"),
+        (("books", "--rpc-url", "ftp://node.example/x"), "RPC URL must look like https://host"),
+        (("books", "--rpc-url", "https://node.example:key-SECRET/"), "its port is not a number"),
+        (("run", "--once", "--rpc-url", "notaurl"), "RPC URL must look like https://host"),
+        (("fills", "check", "--rpc-url", "notaurl"), "RPC URL must look like https://host"),
+        (("fills", "check", "--verify-rpc-url", "x"), "RPC URL must look like https://host"),
+    ],
+)
+def test_a_bad_rpc_url_is_refused_at_once_with_exit_2(
+    argv: tuple[str, ...], needle: str, tmp_path: Path
+) -> None:
+    """A URL that is not http(s) with a host is bad configuration: exit 2, one line, no retry
+    and no connection; the line never quotes the URL (it may hold an API key)."""
+    out = subprocess.run(  # noqa: S603 (our own console script, fixed arguments)
+        [str(SCRIPT), *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={
+            **os.environ,
+            "DRIFTSNAP_DATA_DIR": str(tmp_path),
+            "DRIFTSNAP_DATABASE_URL": "postgresql://u:p@127.0.0.1:1/none",
+        },
+    )
+    assert out.returncode == 2, out.stderr
+    (line,) = out.stderr.strip().splitlines()
+    assert needle in line
+    assert "SECRET" not in line
+    assert "rpc_retry" not in out.stderr
+
+
+def test_a_malformed_database_url_is_exit_2() -> None:
+    """The README promises exit 2 for bad configuration: a database URL that does not parse."""
+    out = subprocess.run(  # noqa: S603 (our own console script, fixed arguments)
+        [str(SCRIPT), "scores"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "DRIFTSNAP_DATABASE_URL": "postgresql://u:SECRET@host:notaport/db"},
+    )
+    assert out.returncode == 2, out.stderr
+    (line,) = out.stderr.strip().splitlines()
+    assert "database URL is malformed" in line
+    assert "SECRET" not in line

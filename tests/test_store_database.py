@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 from pydantic import SecretStr
 
+from driftsnap.errors import ConfigError
 from driftsnap.store import database, locks
 from driftsnap.store.errors import ConnectError, LockError, LostLockError
 
@@ -37,7 +38,8 @@ def test_the_password_never_appears_in_errors_or_logs(
 ) -> None:
     """A failed connection names the server with the password masked, in errors and in logs."""
     caplog.set_level(logging.DEBUG)
-    with pytest.raises(ConnectError) as info:
+    # A malformed URL is bad configuration (exit 2), refused before any connection.
+    with pytest.raises(ConfigError if "127.0.0.1:1/" not in url else ConnectError) as info:
         database.open(SecretStr(url))
     said = everything_said(info.value)
     out, err = capsys.readouterr()
@@ -61,7 +63,7 @@ def test_display_masks_the_password_and_keeps_the_rest() -> None:
 
 def test_a_non_postgres_url_is_refused() -> None:
     """Only postgresql:// (or libpq's postgres://) URLs are accepted; the error names the scheme."""
-    with pytest.raises(ConnectError, match="mysql://"):
+    with pytest.raises(ConfigError, match="mysql://"):
         database.parse("mysql://u@h/db")
     assert database.parse("postgres://u@h/db").drivername == "postgresql+psycopg"
 

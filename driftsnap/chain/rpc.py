@@ -101,6 +101,7 @@ class RpcSettings:
                 "RPC settings: timeout_s must be > 0, rps and gpa_rps >= 1, max_retries >= 0, "
                 "max_body_bytes >= 1"
             )
+        _check_url(self.url)
 
     @property
     def endpoint(self) -> str:
@@ -112,6 +113,21 @@ class RpcSettings:
             f"RpcSettings(url={self.endpoint!r}, timeout_s={self.timeout_s}, "
             f"max_retries={self.max_retries}, rps={self.rps}, gpa_rps={self.gpa_rps}, "
             f"max_body_bytes={self.max_body_bytes})"
+        )
+
+
+def _check_url(url: str) -> None:
+    """:class:`ConfigError` (exit 2, before any request) unless ``url`` is an http(s) URL with a
+    host. The message never quotes it: an RPC URL may carry an API key."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        _ = parts.port  # raises on a port that is not a number
+    except ValueError:
+        raise ConfigError("RPC URL is malformed (its port is not a number)") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            "RPC URL must look like https://host[:port][/path] (http:// or https:// and a host; "
+            "--rpc-url, DRIFTSNAP_RPC_URL)"
         )
 
 

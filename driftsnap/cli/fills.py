@@ -104,6 +104,11 @@ def check(ns: argparse.Namespace, settings: config.Settings) -> int:
     """``driftsnap fills check``: exit 1 when a fill record is missing, has two records, or a
     transaction was not read or was rejected."""
     w = args.week(ns.week)
+    # Bad URLs are bad configuration: refused (exit 2) before the database is opened.
+    if settings.rpc_url is not None:
+        parts.rpc_settings(settings)
+    if ns.verify_rpc_url is not None:
+        parts.rpc_settings(_second(settings, ns))
     with parts.open_store(settings) as db:
         if settings.rpc_url is not None:  # the chain's counters also find fills missing at the end
             checks = asyncio.run(_check_with_chain(settings, db.engine, w))
@@ -178,12 +183,16 @@ def check(ns: argparse.Namespace, settings: config.Settings) -> int:
     return 1 if missing or found.any or disagree else 0
 
 
+def _second(settings: config.Settings, ns: argparse.Namespace) -> config.Settings:
+    """The settings of the second provider (``--verify-rpc-url``): the same but for the URL."""
+    return settings.model_copy(update={"rpc_url": SecretStr(ns.verify_rpc_url)})
+
+
 async def _cross_check(
     settings: config.Settings, ns: argparse.Namespace, weeks: list[calendar.Week]
 ) -> list[fills.CrossCheck]:
-    second = settings.model_copy(update={"rpc_url": SecretStr(ns.verify_rpc_url)})
     with parts.open_store(settings) as db:
-        async with parts.rpc_client(second) as client:
+        async with parts.rpc_client(_second(settings, ns)) as client:
             return [
                 await fills.cross_check_week(client, db.engine, w, sample=ns.sample) for w in weeks
             ]

