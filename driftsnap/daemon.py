@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any, Final
 from aiohttp import web
 
 from driftsnap import config, logs, metrics, parts, tasks
-from driftsnap.chain import accounts
-from driftsnap.chain.errors import ChainError
+from driftsnap.chain import accounts, snapshot
+from driftsnap.chain.errors import ChainError, MarketNotFoundError
 from driftsnap.errors import ConfigError
 from driftsnap.flows import fills, tick
 from driftsnap.store import database, migrations, snapshots
@@ -278,6 +278,22 @@ async def _open_patiently(settings: config.Settings, stop: asyncio.Event) -> dat
     raise AssertionError("itertools.count() ended")  # pragma: no cover (it never does)
 
 
+async def _check_markets(settings: config.Settings) -> None:
+    """Refuse to start (exit 2, naming the markets the chain has) on a ``--market`` the chain
+    does not have; every tick would fail until the supervisor gave up. A node that does not
+    answer now is an outage the loop rides out: it does not stop the start."""
+    wanted = parts.markets(settings)
+    if not wanted:
+        return
+    try:
+        async with parts.rpc_client(settings) as client:
+            await snapshot.configured_markets(client, parts.snapshot_settings(settings), wanted)
+    except MarketNotFoundError:
+        raise
+    except ChainError as exc:
+        log.warning("markets_unchecked_at_start", reason=str(exc)[:300])
+
+
 async def run(
     settings: config.Settings,
     *,
@@ -299,6 +315,7 @@ async def run(
             time_of = clock
         db = await _open_patiently(settings, stop)  # a schema that is behind: refuse to start
         owned.push_async_callback(asyncio.to_thread, db.close)
+        await _check_markets(settings)
         log.info("clock_starting", clock=type(time_of).__name__, rpc=endpoint)
         if await time_of.start(stop):
             registry = registry or new_metrics()

@@ -97,6 +97,12 @@ def test_scores_prints_the_stored_week_in_every_format(
     assert {r["method"] for r in rows} == {m.name for m in pg.METHODS}
     empty = run("scores", "--week", str(WEEK.next()), env=env)
     assert empty.stdout.strip() == f"no scores stored for week {WEEK.next()}"
+    typo = run("scores", "--week", str(WEEK), "--market", "FOO-PERP", env=env)
+    assert typo.returncode == 2  # not "no scores stored": a market that does not exist
+    assert typo.stderr.strip().splitlines() == [
+        "driftsnap: error: --market 'FOO-PERP': no such market (stored: BTC-PERP, ETH-PERP, "
+        "SOL-PERP)"
+    ]
 
 
 def test_db_url_starts_the_embedded_server_for_psql_and_db_stop_ends_it(tmp_path: Path) -> None:

@@ -108,6 +108,25 @@ def test_run_without_an_rpc_url_prints_the_hint_and_exits_2(tmp_path: Path) -> N
 
 
 @pytest.mark.asyncio
+async def test_run_with_a_market_the_chain_lacks_refuses_to_start(
+    pg_url: sa.URL, tmp_path: Path
+) -> None:
+    """`run --market FOO-PERP` is a start-up error, exit 2, naming the markets the chain has:
+    not ten missed ticks and then a give-up."""
+    async with server.serve("default", seed=5) as node:
+        proc = await asyncio.create_subprocess_exec(
+            str(SCRIPT), "run", "--market", "FOO-PERP",
+            env=env_for(pg_url, node.url, tmp_path),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode == 2
+    last = err.decode().strip().splitlines()[-1]
+    assert last.startswith("driftsnap: error: perp market(s) 'FOO-PERP' not found on chain")
+    assert "0=SOL-PERP" in last
+
+
+@pytest.mark.asyncio
 async def test_sigterm_stops_the_daemon_with_exit_0_within_10_s(
     pg_url: sa.URL, tmp_path: Path
 ) -> None:

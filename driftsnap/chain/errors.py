@@ -64,6 +64,8 @@ class SnapshotRejectedError(ChainError):
 class MarketNotFoundError(ChainError):
     """A configured market name or index that no PerpMarket account on chain carries."""
 
+    exit_code = 2  # bad configuration (--market), not a run-time failure
+
 
 class UnsupportedOracleError(ChainError):
     """A market whose oracle source driftsnap does not decode; the message names the market."""

@@ -461,3 +461,13 @@ def _rejected(reason: Rejection, detail: str, **facts: Any) -> Snapshot:
 
 def _ms(start: float, end: float) -> float:
     return round((end - start) * 1000, 1)
+
+
+async def configured_markets(
+    client: rpc.Client, settings: SnapshotSettings, wanted: Sequence[str | int]
+) -> list[markets.PerpMarket]:
+    """The PerpMarkets ``wanted`` names or indexes, as the chain has them now; raises
+    :class:`~driftsnap.chain.errors.MarketNotFoundError` naming those it lacks and those it has
+    (a start-up check: a market the chain does not have is configuration, not an outage)."""
+    found, _, _ = await _markets(client, settings, wanted, 0)
+    return found

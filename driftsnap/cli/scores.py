@@ -6,8 +6,9 @@ from typing import TYPE_CHECKING, Any
 
 from driftsnap import config, parts
 from driftsnap.cli import args, output
+from driftsnap.errors import InputError
 from driftsnap.scoring import methods, payouts
-from driftsnap.store import database, queries
+from driftsnap.store import database, queries, series
 
 if TYPE_CHECKING:
     import argparse
@@ -66,6 +67,10 @@ def scores(ns: argparse.Namespace, settings: config.Settings) -> int:
     program = config.load_program(settings.program_file)
     with parts.open_store(settings) as db, database.connect(db.engine) as conn:
         w = args.week(ns.week) or queries.current_week(conn)
+        known = sorted(series.market_names(conn).values())
+        if ns.market is not None and known and ns.market not in known:
+            # A typo is not "no scores stored": say which markets there are.
+            raise InputError(f"--market {ns.market!r}: no such market (stored: {', '.join(known)})")
         rows = queries.week_scores(
             conn, w, pools=program.score_pools(w), market=ns.market, method=ns.method
         )
