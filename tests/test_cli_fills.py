@@ -8,16 +8,13 @@ import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
+import sqlalchemy as sa
 
 from driftsnap import calendar
 from driftsnap.flows import fills as fills_flow
 from tests.fills_helpers import simnet
-
-if TYPE_CHECKING:
-    import sqlalchemy as sa
 
 SCRIPT = Path(sys.executable).parent / "driftsnap"
 pytestmark = pytest.mark.asyncio
@@ -110,3 +107,28 @@ async def test_self_matches_lists_the_weeks_self_matched_fills(
     assert doc["week"] == str(w)
     assert {(m["signature"], m["fill_record_id"]) for m in doc["self_matches"]} == expected
     assert all(m["maker"] != m["taker"] for m in doc["self_matches"])
+
+
+async def test_fills_finalize_runs_the_finalized_pass_the_close_hint_names(
+    pg_engine: sa.Engine, pg_url: sa.URL
+) -> None:
+    """`fills finalize --week W` is the command close-week's refusal points at: it marks the
+    listed fills final and says the week is not final while the chain has not passed its end."""
+    async with simnet("default", seed=44) as (node, client):
+        await node.advance(30)
+        await fills_flow.poll_once(client, pg_engine)
+        week = calendar.Week.containing(datetime.fromtimestamp(node.sim.ts, UTC))
+        code, out, err = await run(
+            "fills", "finalize", "--week", str(week), "--rpc-url", node.url, url=pg_url
+        )
+    assert code == 1, err  # the simulated week has not ended: not final yet
+    assert out.startswith(f"week {week}: ")
+    assert "signature(s) listed at finalized" in out
+    assert err.strip() == "not final: the finalized chain has not reached past the week's end yet"
+    with pg_engine.connect() as conn:
+        final = conn.execute(
+            sa.text("SELECT count(*) FROM fills WHERE commitment = 'finalized'")
+        ).scalar_one()
+    assert final > 0  # the pass marked what it listed
+    code, _, err = await run("fills", "finalize", "--week", str(week), url=pg_url)
+    assert code == 2  # no RPC URL: configuration, before the database is opened

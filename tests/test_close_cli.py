@@ -71,6 +71,7 @@ def test_close_week_refusals_say_what_to_do(
     assert refused.returncode == 1
     assert refused.stderr.count("\n") == 1
     assert "not finalized" in refused.stderr
+    assert "`driftsnap fills finalize --week" in refused.stderr  # a hint naming a real command
     assert "SOL-PERP: 12 of 14 ticks ok" in refused.stderr
     assert "--force --reason TEXT" in refused.stderr
     reasonless = run("close-week", "--week", str(PAST), "--force", env=env)

@@ -47,7 +47,7 @@ def add(sub: Any) -> None:
     p = args.command(
         sub,
         "fills",
-        summary="maker fills: gaps in fill record ids, self-matches",
+        summary="maker fills: gaps in fill record ids, the finalized pass, self-matches",
         description=(
             "The Volume Reward is split by maker volume from the chain's fill records, which the\n"
             "daemon ingests exactly once. These commands check what is stored."
@@ -86,6 +86,22 @@ def add(sub: Any) -> None:
     )
     args.add_format(q)
     q.set_defaults(handler=check)
+    q = args.command(
+        actions,
+        "finalize",
+        summary="run the finalized pass of one week now (the daemon does it on its own)",
+        description=(
+            "List the Drift program's signatures at `finalized` and mark the week's fills seen\n"
+            "there as final; the week is final once the pass has reached past its end and no\n"
+            "fill of it is left unconfirmed. close-week refuses a week that is not. The running\n"
+            "daemon does this by itself after a week ends; this runs it now, as the writer.\n"
+            "Exit 0 when the week is final, 1 when not yet."
+        ),
+        epilog="examples:\n  driftsnap fills finalize --week 2026-W47 --rpc-url $RPC",
+    )
+    q.add_argument("--week", metavar=args.WEEK, required=True, help="ISO week, e.g. 2026-W47")
+    q.add_argument("--rpc-url", metavar="URL", help="the node (default DRIFTSNAP_RPC_URL)")
+    q.set_defaults(handler=finalize)
     q = args.command(
         actions,
         "self-matches",
@@ -181,6 +197,36 @@ def check(ns: argparse.Namespace, settings: config.Settings) -> int:
                 err=True,
             )
     return 1 if missing or found.any or disagree else 0
+
+
+def finalize(ns: argparse.Namespace, settings: config.Settings) -> int:
+    """``driftsnap fills finalize --week W``: 0 when the week's fills are final, else 1."""
+    w = calendar.Week.parse(ns.week)
+    parts.rpc_settings(settings)  # no URL, or a bad one: exit 2 before the database opens
+    with parts.open_store(settings, role="writer") as db:
+        report = asyncio.run(_finalize(settings, db, w))
+    f = report.finality
+    output.line(
+        f"week {w}: {report.signatures} signature(s) listed at finalized in {report.pages} "
+        f"page(s), {report.marked} fill(s) newly final; {f.fills} fill(s) in the week, "
+        f"{f.unconfirmed} unconfirmed; " + ("final" if f.finalized else "not final yet")
+    )
+    if not f.finalized:
+        why = (
+            "the finalized chain has not reached past the week's end yet"
+            if not f.covered
+            else f"{f.unconfirmed} fill(s) never seen at finalized (a dropped fork?): "
+            + ", ".join(f.unconfirmed_signatures[:5])
+        )
+        output.line(f"not final: {why}", err=True)
+    return 0 if f.finalized else 1
+
+
+async def _finalize(
+    settings: config.Settings, db: database.Database, w: calendar.Week
+) -> fills.FinalizeReport:
+    async with parts.rpc_client(settings) as client:
+        return await fills.finalize(client, db.engine, w)
 
 
 def _second(settings: config.Settings, ns: argparse.Namespace) -> config.Settings:

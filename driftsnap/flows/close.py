@@ -210,7 +210,10 @@ def fill_problems(
             "(run `driftsnap fills check`)"
         )
     if not fills.finalized(conn, week):
-        reasons.append(f"the fills of {week} are not finalized (run the finalized pass)")
+        reasons.append(
+            f"the fills of {week} are not finalized (the running daemon finalizes them after the "
+            f"week; now: `driftsnap fills finalize --week {week}`)"
+        )
     unknown = fills.unattributed(conn, week)
     if unknown:
         reasons.append(f"{unknown} fill(s) have a maker whose authority is unknown")

@@ -28,8 +28,10 @@ Errors are in :mod:`driftsnap.weekreport.errors` (all exit 2).
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
+import os
 import tempfile
 import time
 from typing import TYPE_CHECKING, Any, Final
@@ -57,11 +59,16 @@ DEFAULT_TOP = 8
 
 
 def prepare(out: Path) -> Path:
-    """Create ``out`` if needed and prove a file can be written there, before any work."""
+    """Prove the report can be written at ``out``, before any work, creating nothing: a report
+    that is then refused leaves no directory behind. :func:`write` creates it."""
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".driftsnap-report-"):
-            pass
+        if out.exists():
+            with tempfile.NamedTemporaryFile(dir=out, prefix=".driftsnap-report-"):
+                pass
+        else:
+            base = next(p for p in out.parents if p.exists())  # the root always exists
+            if not base.is_dir() or not os.access(base, os.W_OK | os.X_OK):
+                raise PermissionError(errno.EACCES, "Permission denied")
     except OSError as exc:
         raise ReportError(
             f"{out}: cannot write the report there ({exc.strerror or exc}); choose another --out"
@@ -89,6 +96,12 @@ def outcome(
         listed = ", ".join(map(str, known[-6:])) or "none"
         raise ReportError(
             f"week {week} has no stored data: no ticks and no close (weeks with data: {listed})"
+        )
+    if not provisional and week.end > now:
+        raise ReportError(
+            f"week {week} has not ended ({week.end.isoformat()}), so it has no final numbers: "
+            f"`driftsnap scores --week {week}` shows it so far; its report comes once it has "
+            "ended and is closed"
         )
     if not provisional:
         raise ReportError(
@@ -126,6 +139,10 @@ def write(
     started = time.perf_counter()
     with database.connect(engine) as conn:
         doc = document.build(conn, result, maker=maker, top=top)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ReportError(f"{out}: cannot create it ({exc.strerror or exc})") from None
     # matplotlib takes a second to import: only this command pays for it.
     from driftsnap.weekreport import charts  # noqa: PLC0415
 
