@@ -132,3 +132,13 @@ def test_db_url_never_prints_the_password() -> None:
     assert out.returncode != 0
     assert secret not in out.stdout + out.stderr
     assert "driftsnap: error:" in out.stderr
+
+
+def test_scores_checks_its_arguments_before_starting_a_database(tmp_path: Path) -> None:
+    """A bad --week is one line and exit 2 at once: no embedded server is started for it."""
+    env = {"PATH": os.environ.get("PATH", ""), "DRIFTSNAP_DATA_DIR": str(tmp_path)}
+    out = run("scores", "--week", "2026-47", env=env)
+    assert out.returncode == 2
+    assert out.stderr.strip() == "driftsnap: error: week must look like 2026-W47, got '2026-47'"
+    assert not (tmp_path / "pg").exists()
+    assert list(tmp_path.iterdir()) == []  # nothing created in the data directory

@@ -65,8 +65,9 @@ def _usdc(micro: int | None) -> str | None:
 def scores(ns: argparse.Namespace, settings: config.Settings) -> int:
     """``driftsnap scores``."""
     program = config.load_program(settings.program_file)
+    asked = args.week(ns.week)  # a bad --week is refused before the database is started
     with parts.open_store(settings) as db, database.connect(db.engine) as conn:
-        w = args.week(ns.week) or queries.current_week(conn)
+        w = asked or queries.current_week(conn)
         known = sorted(series.market_names(conn).values())
         if ns.market is not None and known and ns.market not in known:
             # A typo is not "no scores stored": say which markets there are.
