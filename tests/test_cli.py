@@ -293,3 +293,29 @@ def test_a_malformed_database_url_is_exit_2() -> None:
     (line,) = out.stderr.strip().splitlines()
     assert "database URL is malformed" in line
     assert "SECRET" not in line
+
+
+def test_one_shot_commands_print_no_info_lines_unless_asked(tmp_path: Path) -> None:
+    """`db url` prints the URL and nothing on stderr at info (the embedded server's start is
+    logged only with --log-level info); the daemon-like commands keep info by default."""
+    env = {"PATH": os.environ.get("PATH", ""), "DRIFTSNAP_DATA_DIR": str(tmp_path)}
+    try:
+        quiet = subprocess.run(  # noqa: S603 (our own console script, fixed arguments)
+            [str(SCRIPT), "db", "url"], capture_output=True, text=True, env=env, timeout=120,
+            check=False,
+        )  # fmt: skip
+        assert quiet.returncode == 0, quiet.stderr
+        assert quiet.stdout.startswith("postgresql://")
+        assert '"level": "info"' not in quiet.stderr
+        asked = subprocess.run(  # noqa: S603
+            [str(SCRIPT), "--log-level", "info", "--log-format", "json", "db", "url"],
+            capture_output=True, text=True, env=env, timeout=120, check=False,
+        )  # fmt: skip
+        assert '"event": "embedded_postgres_ready"' in asked.stderr
+    finally:
+        subprocess.run(  # noqa: S603
+            [str(SCRIPT), "db", "stop"], capture_output=True, env=env, timeout=60, check=False
+        )
+    from driftsnap import cli  # noqa: PLC0415
+
+    assert {"run", "demo", "simnet"} == cli.LONG_RUNNING

@@ -13,6 +13,7 @@ through :mod:`driftsnap.cli.output`.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +38,10 @@ DRIFTSNAP_LOG_LEVEL). Run `driftsnap COMMAND --help` for a command's own flags a
 """
 
 
+# Commands whose log is their output: they run until stopped and say what they do at info.
+LONG_RUNNING = frozenset({"run", "demo", "simnet"})
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line: the global flags, then every command's own."""
     parser = argparse.ArgumentParser(
@@ -53,7 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="program TOML overriding the shipped one key by key (pools, method, participants)",
     )
-    parser.add_argument("--log-level", choices=sorted(logs.LEVELS), help="default: info")
+    parser.add_argument(
+        "--log-level",
+        choices=sorted(logs.LEVELS),
+        help="default: info for run, demo and simnet, warning for the others",
+    )
     parser.add_argument(
         "--log-format",
         choices=["auto", "json", "console"],
@@ -80,7 +89,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             metrics_port=getattr(args, "metrics_port", None),
             clock=getattr(args, "clock", None),
         )
-        logs.configure(settings.log_level, settings.log_format)
+        level = settings.log_level
+        if args.log_level is None and "DRIFTSNAP_LOG_LEVEL" not in os.environ:
+            # A one-shot command prints its result; its progress lines are noise unless asked
+            # for. The long-running ones (daemon, demo, simulator) log at info by default.
+            level = level if args.command in LONG_RUNNING else "warning"
+        logs.configure(level, settings.log_format)
         handler: Handler = args.handler
         return handler(args, settings)
     except DriftsnapError as exc:
