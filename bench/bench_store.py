@@ -61,15 +61,13 @@ def tick(at: datetime, interval: int) -> snapshots.Tick:
 
 
 def rows_of(markets: list[snapshots.MarketSnapshot]) -> int:
-    """Rows one tick stores: snapshots, per-method facts, brackets, cells, maker scores, plus
-    the week_makers rows it upserts (the small week_* counters are left out)."""
+    """Rows one tick stores: snapshots, per-method facts (with the per-maker scores and cells as
+    arrays, migration 0007), brackets, plus the week_makers rows it upserts (the small week_*
+    counters are left out)."""
     n = len(markets)
     for snap in markets:
         for s in snap.scores:
-            cells = sum(
-                1 for x in s.brackets for c in (x.maker_bid, x.maker_ask) for v in c.values() if v
-            )
-            n += 1 + len(s.brackets) + cells + 2 * len(s.scores)
+            n += 1 + len(s.brackets) + len(s.scores)
     return n
 
 

@@ -31,6 +31,8 @@ COMMANDS = [
     "demo",
     "healthcheck",
     "fills",
+    "export-week",
+    "prune",
 ]
 
 

@@ -184,7 +184,7 @@ async def test_a_rejected_snapshot_is_a_rejected_header_without_scores(
     engine = sa.create_engine(pg_url)
     try:
         with engine.connect() as conn:
-            for table in (schema.snapshots, schema.maker_scores, schema.snapshot_methods):
+            for table in (schema.snapshots, schema.tick_maker_scores, schema.snapshot_methods):
                 at = conn.execute(sa.select(table.c.tick_at).distinct()).scalars().all()
                 assert at == [rows[0].tick_at], table.name
     finally:

@@ -20,7 +20,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from driftsnap import __version__, config, logs
-from driftsnap.cli import books, close, db, fills, makers, report, run, score, scores, simnet
+from driftsnap.cli import (
+    books,
+    close,
+    db,
+    export,
+    fills,
+    makers,
+    report,
+    run,
+    score,
+    scores,
+    simnet,
+)
 from driftsnap.cli.output import line
 from driftsnap.errors import DriftsnapError
 
@@ -30,7 +42,7 @@ if TYPE_CHECKING:
 Handler = Callable[[argparse.Namespace, config.Settings], int]
 
 # In the order of `driftsnap --help`.
-COMMANDS = (score, books, db, scores, fills, simnet, run, close, makers, report)
+COMMANDS = (score, books, db, scores, fills, simnet, run, close, export, makers, report)
 
 EPILOG = """\
 Environment: every global flag can also be set as DRIFTSNAP_<FLAG> (e.g. DRIFTSNAP_PROGRAM_FILE,

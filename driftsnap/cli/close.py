@@ -75,9 +75,19 @@ def add(sub: Any) -> None:
             "the fills digest and the result, and compare them with what the close stored.\n"
             "Exit 0 when everything matches, 1 with the first difference."
         ),
-        epilog="examples:\n  driftsnap verify-week --week 2026-W47",
+        epilog=(
+            "examples:\n  driftsnap verify-week --week 2026-W47\n"
+            "  driftsnap verify-week --from 2026-W47.zip   # an export-week archive, no database"
+        ),
     )
-    p.add_argument("--week", metavar=args.WEEK, required=True, help="the closed ISO week")
+    p.add_argument("--week", metavar=args.WEEK, help="the closed ISO week")
+    p.add_argument(
+        "--from",
+        dest="from_file",
+        metavar="FILE",
+        type=Path,
+        help="verify an `export-week` archive instead, with no database",
+    )
     p.set_defaults(handler=verify_week)
 
 
@@ -161,9 +171,17 @@ def _print_close(
 
 def verify_week(ns: argparse.Namespace, settings: config.Settings) -> int:
     """``driftsnap verify-week``: 0 if every digest matches, 1 with the first difference."""
-    w = calendar.Week.parse(ns.week)
-    with parts.open_store(settings) as db:
-        result = close.verify_week(db.engine, w)
+    if (ns.week is None) == (ns.from_file is None):
+        raise InputError("verify-week needs exactly one of --week W and --from FILE")
+    if ns.from_file is not None:
+        from driftsnap.flows import export  # noqa: PLC0415  (pyarrow: only for archives)
+
+        result = export.verify_archive(ns.from_file)
+        w = result.week
+    else:
+        w = calendar.Week.parse(ns.week)
+        with parts.open_store(settings) as db:
+            result = close.verify_week(db.engine, w)
     if result.ok:
         print(
             f"week {w}: ok — {result.books} books and {result.fills} fills recomputed, "

@@ -43,6 +43,7 @@ from driftsnap.flows.errors import (
     WeekNotEndedError,
 )
 from driftsnap.scoring import digest, methods, scorer, settlement
+from driftsnap.store import books as store_books
 from driftsnap.store import closes, database, fills, locks, makers, queries, weeks
 
 if TYPE_CHECKING:
@@ -264,10 +265,15 @@ class _Inputs:
     source: str
 
 
-def _from_books(conn: sa.Connection, week: calendar.Week, method: methods.Method) -> _Inputs:
+def _from_books(
+    conn: sa.Connection,
+    week: calendar.Week,
+    method: methods.Method,
+    books_hash: int = store_books.CANONICAL_HASH,
+) -> _Inputs:
     acc = settlement.WeekAccumulator(method.aggregation)
     leaves = []
-    for stored in closes.week_books(conn, week):
+    for stored in closes.week_books(conn, week, books_hash):
         acc.add(scorer.score(stored.book, method))
         leaves.append(stored.leaf)
     return _Inputs(acc, leaves, closes.fill_facts(conn, week), "books")
@@ -469,12 +475,43 @@ def verify_week(engine: sa.Engine, week: calendar.Week) -> Verification:
             raise NotClosedError(
                 f"week {week} is not closed (run `driftsnap close-week --week {week}`)"
             )
-        stored_doc = json.loads(done.result_json)
         method = methods.get(done.method)
-        inputs = _from_books(conn, week, method)
-        volume = digest.maker_volume(inputs.fills)
+        inputs = _from_books(conn, week, method, done.books_hash)
         rows = closes.payout_rows(conn, week)
         record = weeks.record(conn, week)
+    return compare(
+        week, done, inputs, rows, committed=None if record is None else record.seed_sha256
+    )
+
+
+def scored_inputs(
+    stored: Iterable[closes.StoredBook],
+    fills_: list[digest.FillFact],
+    method: methods.Method,
+    source: str,
+) -> _Inputs:
+    """What a close is computed from, given its books (with their leaves) and fills."""
+    acc = settlement.WeekAccumulator(method.aggregation)
+    leaves = []
+    for b in stored:
+        acc.add(scorer.score(b.book, method))
+        leaves.append(b.leaf)
+    return _Inputs(acc, leaves, fills_, source)
+
+
+def compare(
+    week: calendar.Week,
+    done: closes.Close,
+    inputs: _Inputs,
+    rows: list[closes.PayoutRow],
+    *,
+    committed: str | None,
+) -> Verification:
+    """Recompute ``done`` from ``inputs`` and compare every digest and payout row with it;
+    ``committed`` is the week's stored seed commitment."""
+    stored_doc = json.loads(done.result_json)
+    method = methods.get(done.method)
+    volume = digest.maker_volume(inputs.fills)
     seed = None if done.seed is None else bytes.fromhex(done.seed)
     again, doc, again_rows = _build(
         week,
@@ -497,8 +534,7 @@ def verify_week(engine: sa.Engine, week: calendar.Week) -> Verification:
         ("books_root", done.books_root, again.books_root),
         ("fills", done.fills, again.fills),
         ("fills_digest", done.fills_digest, again.fills_digest),
-        ("seed commitment", done.seed_sha256,
-         None if record is None else record.seed_sha256),
+        ("seed commitment", done.seed_sha256, committed),
         ("seed", done.seed_sha256,
          done.seed_sha256 if seed is None else sampling.commitment(seed)),
     ]  # fmt: skip

@@ -12,6 +12,7 @@ scores. Public keys are stored once, in ``accounts``; the book carries their int
 
 from __future__ import annotations
 
+import hashlib
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
 FORMAT = 1
+BYTES_HASH = 1  # a close's leaves hash the stored bytes (account ids of one database)
+CANONICAL_HASH = 2  # ... or canonical_sha256 (public keys): the default since migration 0007
 ASK = 1
 VAMM = 2
 _LEVEL = 3  # zstd level: ~5x on real books at ~200 MB/s; higher levels buy little here
@@ -41,6 +44,11 @@ _DTYPES = (
 
 def encode(book: book_mod.Book, ids: Mapping[str, int]) -> bytes:
     """The format-1 value of ``book``; ``ids`` maps every user and authority to its account id."""
+    return zstandard.ZstdCompressor(level=_LEVEL).compress(_raw(book, ids))
+
+
+def _raw(book: book_mod.Book, ids: Mapping[str, int]) -> bytes:
+    """The six columns of ``book``, uncompressed, accounts as ``ids`` gives them."""
     orders = book.orders
     n = len(orders)
     try:
@@ -63,8 +71,44 @@ def encode(book: book_mod.Book, ids: Mapping[str, int]) -> bytes:
         raise IntegrityError(
             f"{book.market} at slot {book.slot}: an order's price, size or id exceeds int64"
         ) from None
-    raw = b"".join(c.tobytes() for c in columns)
-    return zstandard.ZstdCompressor(level=_LEVEL).compress(raw)
+    return b"".join(c.tobytes() for c in columns)
+
+
+def canonical_sha256(book: book_mod.Book) -> str:
+    """The hex sha256 of ``book``'s canonical form, which names accounts by public key.
+
+    The form: the book's distinct public keys (users and authorities) in order of first
+    appearance, one per line in UTF-8, a NUL byte, then the format-1 columns uncompressed with
+    each account as its position in that list. The same orders give the same hash in any
+    database, whatever ids its ``accounts`` table gave them.
+    """
+    local: dict[str, int] = {}
+    for o in book.orders:
+        local.setdefault(o.user, len(local))
+        local.setdefault(o.authority, len(local))
+    head = "\n".join(local).encode() + b"\0"
+    return hashlib.sha256(head + _raw(book, local)).hexdigest()
+
+
+def encode_with_hash(
+    book: book_mod.Book, ids: Mapping[str, int], pubkeys: Mapping[int, str]
+) -> tuple[bytes, str]:
+    """:func:`encode` and :func:`canonical_sha256` of ``book`` at once, the columns built once
+    (the write path); ``pubkeys`` is ``ids`` inverted."""
+    raw = _raw(book, ids)
+    n = len(book.orders)
+    seq = np.empty(2 * n, dtype=_DTYPES[0])
+    seq[0::2] = np.frombuffer(raw, dtype=_DTYPES[0], count=n)
+    seq[1::2] = np.frombuffer(raw, dtype=_DTYPES[1], count=n, offset=4 * n)
+    unique, first = np.unique(seq, return_index=True)
+    by_first = np.argsort(first, kind="stable")
+    rank = np.empty(len(unique), dtype=_DTYPES[0])
+    rank[by_first] = np.arange(len(unique), dtype=_DTYPES[0])
+    local = rank[np.searchsorted(unique, seq)]
+    head = "\n".join(pubkeys[int(i)] for i in unique[by_first]).encode() + b"\0"
+    body = local[0::2].tobytes() + local[1::2].tobytes() + raw[8 * n :]
+    compressed = zstandard.ZstdCompressor(level=_LEVEL).compress(raw)
+    return compressed, hashlib.sha256(head + body).hexdigest()
 
 
 def account_ids(data: bytes, orders: int) -> set[int]:

@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 
 # ---------------------------------------------------------------------------- the result
 
+_CANONICAL = books.CANONICAL_HASH  # (a field of Close below is named books)
+
 
 @dataclass(frozen=True, slots=True)
 class Close:
@@ -61,6 +63,7 @@ class Close:
     result_sha256: str
     digest: str
     closed_at: datetime | None = None
+    books_hash: int = _CANONICAL  # what the leaves hash (books.BYTES_HASH: closed before 0007)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +102,7 @@ def stored(conn: sa.Connection, week: calendar.Week) -> Close | None:
         result_sha256=row.result_sha256,
         digest=row.digest,
         closed_at=row.closed_at,
+        books_hash=row.books_hash,
     )
 
 
@@ -139,6 +143,7 @@ def write(conn: sa.Connection, close: Close, rows: Sequence[PayoutRow]) -> None:
             result_json=close.result_json,
             result_sha256=close.result_sha256,
             digest=close.digest,
+            books_hash=close.books_hash,
         )
     )
 
@@ -170,21 +175,20 @@ def closed_weeks(conn: sa.Connection, weeks: Iterable[calendar.Week]) -> set[cal
 
 
 def book_leaves(conn: sa.Connection, week: calendar.Week) -> list[digest.BookLeaf]:
-    """The Merkle leaves of ``week``'s ok snapshots, in (tick time, market index) order."""
+    """The Merkle leaves of ``week``'s ok snapshots, in (tick time, market index) order, with
+    the pubkey-keyed hash stored with each snapshot (computed from the book for a snapshot
+    written before migration 0007, which has none)."""
     s = schema.snapshots
     rows = conn.execute(
         sa.select(
-            s.c.tick_at,
-            s.c.market_index,
-            s.c.slot,
-            s.c.ts,
-            s.c.oracle_price,
-            s.c.orders,
-            sa.func.encode(sa.func.sha256(s.c.book), "hex"),
+            s.c.tick_at, s.c.market_index, s.c.slot, s.c.ts, s.c.oracle_price, s.c.orders,
+            s.c.book_sha256,
         )
         .where(s.c.tick_at >= week.start, s.c.tick_at < week.end, s.c.status == "ok")
         .order_by(s.c.tick_at, s.c.market_index)
-    )
+    ).all()  # fmt: skip
+    if any(r.book_sha256 is None for r in rows):
+        return [b.leaf for b in week_books(conn, week)]
     return [
         digest.BookLeaf(_iso(at), index, slot, ts, oracle, orders, sha)
         for at, index, slot, ts, oracle, orders, sha in rows
@@ -200,11 +204,15 @@ class StoredBook:
     leaf: digest.BookLeaf
 
 
-def week_books(conn: sa.Connection, week: calendar.Week) -> Iterator[StoredBook]:
+def week_books(
+    conn: sa.Connection, week: calendar.Week, books_hash: int = books.CANONICAL_HASH
+) -> Iterator[StoredBook]:
     """Every ok snapshot of ``week`` decoded, in (tick time, market index) order.
 
-    The leaf's book hash is taken here, in Python, over the bytes read back: an independent
-    recomputation of what :func:`book_leaves` asks the server for.
+    The leaf's book hash is taken here, in Python, over the book read back: an independent
+    recomputation of the hash stored with it. ``books_hash``: the canonical, pubkey-keyed hash
+    (:data:`books.CANONICAL_HASH`), or the sha256 of the stored bytes (a close made before
+    migration 0007).
     """
     s, k = schema.snapshots, schema.markets
     rows = conn.execute(
@@ -253,7 +261,11 @@ def week_books(conn: sa.Connection, week: calendar.Week) -> Iterator[StoredBook]
             r.ts,
             r.oracle_price,
             r.orders,
-            hashlib.sha256(data).hexdigest(),
+            (
+                books.canonical_sha256(book)
+                if books_hash == books.CANONICAL_HASH
+                else hashlib.sha256(data).hexdigest()
+            ),
         )
         yield StoredBook(r.tick_at, book, leaf)
 

@@ -75,6 +75,7 @@ _CLOSER: Final[Mapping[str, tuple[Privilege, ...]]] = {
     "weeks": (_REVEAL,),
     "participants": (_INSERT, _UPDATE, _DELETE),  # makers add (an upsert) and remove
     "forfeits": (_INSERT,),
+    "week_exports": (_INSERT,),  # export-week (0007); the writer never touches it
 }
 # The writer's exceptions to "INSERT and UPDATE": the week's sampling record (the commitment is
 # inserted, only the seed's reveal updated), the pools it replaces each tick, a transaction the

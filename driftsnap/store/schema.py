@@ -131,6 +131,7 @@ snapshots = sa.Table(
     sa.Column("orders", sa.Integer, nullable=False),
     sa.Column("book_format", sa.SmallInteger),
     sa.Column("book", sa.LargeBinary),
+    sa.Column("book_sha256", sa.Text),  # 0007: books.canonical_sha256, pubkey-keyed
     sa.PrimaryKeyConstraint("tick_at", "market_index"),
     sa.CheckConstraint("status IN ('ok', 'rejected')", name="snapshots_status_check"),
     sa.CheckConstraint("(status = 'ok') = (book IS NOT NULL)", name="snapshots_book_check"),
@@ -145,6 +146,13 @@ snapshot_methods = sa.Table(
     sa.Column("best_bid", sa.BigInteger),
     sa.Column("best_ask", sa.BigInteger),
     sa.Column("makers", sa.Integer, nullable=False),
+    # 0007: the tick's per-maker detail (NULL: a tick written before, whose rows are in
+    # maker_scores and bracket_cells); cell_keys are bracket * 2 + side.
+    sa.Column("score_makers", sa.ARRAY(sa.Integer)),
+    sa.Column("scores", sa.ARRAY(DOUBLE)),
+    sa.Column("cell_keys", sa.ARRAY(sa.SmallInteger)),
+    sa.Column("cell_makers", sa.ARRAY(sa.Integer)),
+    sa.Column("cell_sizes", sa.ARRAY(sa.BigInteger)),
     sa.PrimaryKeyConstraint("tick_at", "market_index", "method_id"),
     postgresql_partition_by=BY_TICK,
 )
@@ -450,7 +458,65 @@ weekly_volume = sa.table(
 )
 live_volume = sa.table("live_volume", *(sa.column(c.name, c.type) for c in weekly_volume.c))
 
-VIEWS = (weekly_scores, live_scores, weekly_coverage, live_coverage, weekly_volume, live_volume)
+# ------------------------------------------------- one tick's detail (0007_tick_detail.sql)
+
+tick_maker_scores = sa.table(
+    "tick_maker_scores",
+    sa.column("tick_at", TIMESTAMPTZ),
+    sa.column("market_index", sa.SmallInteger),
+    sa.column("method_id", sa.SmallInteger),
+    sa.column("maker_id", sa.Integer),
+    sa.column("score", DOUBLE),
+)
+
+tick_bracket_cells = sa.table(
+    "tick_bracket_cells",
+    sa.column("tick_at", TIMESTAMPTZ),
+    sa.column("market_index", sa.SmallInteger),
+    sa.column("method_id", sa.SmallInteger),
+    sa.column("bracket", sa.SmallInteger),
+    sa.column("side", sa.SmallInteger),
+    sa.column("maker_id", sa.Integer),
+    sa.column("size", sa.BigInteger),
+)
+
+tick_scores = sa.table(
+    "tick_scores",
+    sa.column("tick_at", TIMESTAMPTZ),
+    sa.column("market", sa.Text),
+    sa.column("method", sa.Text),
+    sa.column("params_hash", sa.Text),
+    sa.column("maker", sa.Text),
+    sa.column("authority", sa.Text),
+    sa.column("score", DOUBLE),
+)
+
+tick_cells = sa.table(
+    "tick_cells",
+    sa.column("tick_at", TIMESTAMPTZ),
+    sa.column("market", sa.Text),
+    sa.column("method", sa.Text),
+    sa.column("params_hash", sa.Text),
+    sa.column("bracket", sa.SmallInteger),
+    sa.column("bracket_name", sa.Text),
+    sa.column("side", sa.Text),
+    sa.column("maker", sa.Text),
+    sa.column("size", sa.BigInteger),
+    sa.column("notional", sa.BigInteger),
+)
+
+VIEWS = (
+    weekly_scores,
+    live_scores,
+    weekly_coverage,
+    live_coverage,
+    weekly_volume,
+    live_volume,
+    tick_maker_scores,
+    tick_bracket_cells,
+    tick_scores,
+    tick_cells,
+)
 
 
 # ------------------------------------------------------------- the week close (0003_close.sql)
@@ -505,8 +571,11 @@ week_closes = sa.Table(
     sa.Column("result_sha256", sa.Text, nullable=False),
     sa.Column("digest", sa.Text, nullable=False),
     sa.Column("closed_at", TIMESTAMPTZ, nullable=False, server_default=sa.func.now()),
+    # 0007: the leaves' book hash, 1 = sha256 of the stored bytes, 2 = books.canonical_sha256.
+    sa.Column("books_hash", sa.SmallInteger, nullable=False, server_default=sa.text("2")),
     _monday_check("week_start", "week_closes_monday_check"),
     sa.CheckConstraint("forced = (force_reason <> '')", name="week_closes_forced_check"),
+    sa.CheckConstraint("books_hash IN (1, 2)", name="week_closes_books_hash_check"),
 )
 
 week_close_payouts = sa.Table(
@@ -520,4 +589,17 @@ week_close_payouts = sa.Table(
     sa.Column("participant", sa.Boolean, nullable=False),
     sa.Column("reward_micro_usdc", sa.BigInteger, nullable=False),
     sa.CheckConstraint("reward_micro_usdc >= 0", name="week_close_payouts_reward_check"),
+)
+
+
+# ------------------------------------------------------------ exports (0007_tick_detail.sql)
+
+week_exports = sa.Table(
+    "week_exports",
+    metadata,
+    sa.Column("week_start", sa.Date, primary_key=True),
+    sa.Column("manifest_sha256", sa.Text, primary_key=True),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("exported_at", TIMESTAMPTZ, nullable=False, server_default=sa.func.now()),
+    _monday_check("week_start", "week_exports_monday_check"),
 )

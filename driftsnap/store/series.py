@@ -6,6 +6,10 @@ bracket and side) and a time **bucket** of ``width_s`` seconds, ``floor((tick_at
 width_s)``, so the report reads thousands of rows whatever the cadence. With a bucket narrower than
 the cadence each bucket holds at most one snapshot and the series are per snapshot.
 
+The per-maker rows are the views ``tick_maker_scores`` and ``tick_bracket_cells`` (migration
+0007): the arrays each tick stores on its ``snapshot_methods`` rows, unnested, plus the rows of
+ticks stored before in the old ``maker_scores`` and ``bracket_cells`` tables.
+
 Makers are grouped by **authority**: under a method keyed by User account (``maker_key = user``)
 a wallet's sub-accounts add up through ``user_accounts``, as the program pays wallets.
 """
@@ -124,7 +128,7 @@ def buckets(conn: sa.Connection, week: calendar.Week, method: int, *, width_s: i
 
 
 def _with_authority(
-    table: sa.Table, *, by_user: bool
+    table: sa.TableClause, *, by_user: bool
 ) -> tuple[sa.FromClause, sa.ColumnElement[int]]:
     """``table`` joined to what gives its ``maker_id``'s authority, and that authority's id
     (the maker itself unless makers are User accounts)."""
@@ -153,7 +157,7 @@ def authority_buckets(
     """
     if normalized and authority is not None:
         raise ValueError("normalized shares need every maker's row")
-    ms, k, a = schema.maker_scores, schema.markets, schema.accounts
+    ms, k, a = schema.tick_maker_scores, schema.markets, schema.accounts
     value: sa.ColumnElement[float] = ms.c.score
     if normalized:
         total = sa.func.sum(ms.c.score).over(partition_by=(ms.c.tick_at, ms.c.market_index))
@@ -195,7 +199,7 @@ def cell_buckets(
     """One authority's bracketed liquidity per market, bucket, bracket and side, with what it
     adds to the score: ``side_factor * V(x) * l(m,x,s) / L(x,s)`` (spec 2.1; for mm-scoring the
     level's value and the maker's pro-rata part of it)."""
-    bc, br, k, ua = schema.bracket_cells, schema.brackets, schema.markets, schema.user_accounts
+    bc, br, k, ua = schema.tick_bracket_cells, schema.brackets, schema.markets, schema.user_accounts
     total = sa.case((bc.c.side == 0, br.c.total_bid), else_=br.c.total_ask)
     part = side_factor * br.c.value * sa.cast(bc.c.size, schema.DOUBLE) / sa.func.nullif(total, 0)
     bucket = _bucket(bc.c.tick_at, week, width_s).label("bucket")
@@ -237,7 +241,7 @@ def two_sided(
 ) -> list[TwoSided]:
     """Per market and authority, the snapshots in which it had bracketed liquidity (a non-zero
     ``l`` cell) on the bid and on the ask side."""
-    bc, k, a = schema.bracket_cells, schema.markets, schema.accounts
+    bc, k, a = schema.tick_bracket_cells, schema.markets, schema.accounts
     source, who = _with_authority(bc, by_user=by_user)
     both = (
         sa.select(bc.c.tick_at, bc.c.market_index, who.label("authority_id"))

@@ -1,8 +1,10 @@
 """Writing one cadence tick, all or nothing, and reading its books and scores back.
 
-:func:`write_tick` stores a tick's header, each market's book facts and order-level book, every
-method's bracket totals, per-maker bracket cells and scores (by COPY), and adds the scores to the
-week's accumulators, all in the caller's transaction::
+:func:`write_tick` stores a tick's header, each market's book facts, order-level book and its
+pubkey-keyed hash, every method's bracket totals and, on its ``snapshot_methods`` row, the
+per-maker scores and bracket cells as arrays (migration 0007: one row per market and method, not
+one per maker), all by COPY, and adds the scores to the week's accumulators, all in the caller's
+transaction::
 
     with engine.begin() as conn:
         snapshots.write_tick(conn, tick, markets, methods=...)
@@ -26,7 +28,7 @@ from psycopg import sql
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql as pg
 
-from driftsnap import calendar, logs, protocol
+from driftsnap import calendar, logs
 from driftsnap.scoring import book as book_mod
 from driftsnap.scoring import result, settlement
 from driftsnap.store import books, database, schema, weeks
@@ -204,6 +206,11 @@ def _write_markets(
             _USER_ACCOUNTS, {"users": [u for u, _ in users], "auths": [a for _, a in users]}
         )
     at = tick.at
+    pubkeys = {v: k for k, v in ids.items()}
+    stored = {
+        s.book.market_index: books.encode_with_hash(s.book, ids, pubkeys) for s in markets
+        if not s.rejected
+    }  # fmt: skip
     rows = _copy(
         cur,
         schema.snapshots,
@@ -219,7 +226,7 @@ def _write_markets(
                 s.book.oracle_price,
                 len(s.book.orders),
                 None if s.rejected else books.FORMAT,
-                None if s.rejected else books.encode(s.book, ids),
+                *stored.get(s.book.market_index, (None, None)),
             )
             for s in markets
         ),
@@ -230,10 +237,11 @@ def _write_markets(
         schema.snapshot_methods,
         week,
         (
-            (at, b.market_index, m.id, sc.best_bid, sc.best_ask, len(sc.scores))
+            (at, b.market_index, m.id, sc.best_bid, sc.best_ask, len(sc.scores),
+             *_detail(sc, ids))
             for b, sc, m in scored
         ),
-    )
+    )  # fmt: skip
     rows += _copy(
         cur,
         schema.brackets,
@@ -245,21 +253,25 @@ def _write_markets(
             for i, x in enumerate(sc.brackets)
         ),
     )  # fmt: skip
-    rows += _copy(
-        cur,
-        schema.bracket_cells,
-        week,
-        (
-            (at, b.market_index, m.id, i, side, ids[maker], size,
-             size * b.oracle_price // protocol.BASE_PRECISION)
-            for b, sc, m in scored
-            for i, x in enumerate(sc.brackets)
-            for side, cells in ((0, x.maker_bid), (1, x.maker_ask))
-            for maker, size in cells.items()
-            if size
-        ),
-    )  # fmt: skip
     return rows + _write_makers(cur, tick=tick, week=week, markets=markets, scored=scored, ids=ids)
+
+
+def _detail(
+    score: result.SnapshotScore, ids: Mapping[str, int]
+) -> tuple[list[int], list[float], list[int], list[int], list[int]]:
+    """A score's per-maker detail as the five arrays of its ``snapshot_methods`` row: makers and
+    scores in the scorer's order, then the non-zero cells as (bracket * 2 + side, maker, size)."""
+    keys: list[int] = []
+    makers: list[int] = []
+    sizes: list[int] = []
+    for i, x in enumerate(score.brackets):
+        for side, cells in ((0, x.maker_bid), (1, x.maker_ask)):
+            for maker, size in cells.items():
+                if size:
+                    keys.append(2 * i + side)
+                    makers.append(ids[maker])
+                    sizes.append(size)
+    return [ids[m] for m in score.scores], list(score.scores.values()), keys, makers, sizes
 
 
 _COPY_TYPES: dict[type[sa.types.TypeEngine[Any]], str] = {
@@ -271,6 +283,12 @@ _COPY_TYPES: dict[type[sa.types.TypeEngine[Any]], str] = {
     sa.LargeBinary: "bytea",
     sa.DateTime: "timestamptz",  # every DateTime of the schema is timezone-aware
 }
+
+
+def _copy_type(column: sa.Column[Any]) -> str:
+    if isinstance(column.type, sa.ARRAY):
+        return _COPY_TYPES[type(column.type.item_type)] + "[]"
+    return _COPY_TYPES[type(column.type)]
 
 
 def _copy(
@@ -292,7 +310,7 @@ def _copy(
     count = 0
     with cur.copy(statement) as copy:
         # Binary COPY needs each column's exact type; the declared schema has them.
-        copy.set_types([_COPY_TYPES[type(c.type)] for c in table.columns])
+        copy.set_types([_copy_type(c) for c in table.columns])
         for row in rows:
             copy.write_row(row)
             count += 1
@@ -350,10 +368,6 @@ def _write_makers(
         copy.set_types(["int2", "int2", "int4", "float8", "numeric", "int8"])
         for row in rows:
             copy.write_row(row)
-    partition = sql.Identifier(
-        schema.PARTITION_SCHEMA, weeks.partition_name(schema.maker_scores.name, week)
-    )
-    cur.execute(sql.SQL(_MAKER_SCORES).format(partition), {"tick_at": tick.at})
     accumulators = sql.Identifier(
         schema.PARTITION_SCHEMA, weeks.partition_name(schema.week_makers.name, week)
     )
@@ -399,11 +413,6 @@ CREATE TEMPORARY TABLE IF NOT EXISTS tick_makers (
     market_index smallint, method_id smallint, maker_id integer,
     score double precision, added numeric, last_slot bigint
 ) ON COMMIT DROP
-"""
-
-_MAKER_SCORES = """
-INSERT INTO {} (tick_at, market_index, method_id, maker_id, score)
-SELECT %(tick_at)s, market_index, method_id, maker_id, score FROM tick_makers
 """
 
 # The accumulators of makers already seen this week are updated in place (one hash join, straight
@@ -591,12 +600,13 @@ def read_scores(
         raise StoreError(f"no scores of {market} at {tick_at.isoformat()} for {params_hash[:12]}")
     key = (tick_at, snap.market_index, head.method_id)
 
-    def where(table: sa.Table) -> sa.ColumnElement[bool]:
+    def where(table: sa.TableClause) -> sa.ColumnElement[bool]:
         return sa.and_(
             table.c.tick_at == key[0], table.c.market_index == key[1], table.c.method_id == key[2]
         )
 
-    ms, bc, br = schema.maker_scores, schema.bracket_cells, schema.brackets
+    # The views cover both layouts: the arrays of snapshot_methods (0007) and the older rows.
+    ms, bc, br = schema.tick_maker_scores, schema.tick_bracket_cells, schema.brackets
     score_rows = conn.execute(sa.select(ms.c.maker_id, ms.c.score).where(where(ms))).all()
     cell_rows = conn.execute(
         sa.select(bc.c.bracket, bc.c.side, bc.c.maker_id, bc.c.size).where(where(bc))

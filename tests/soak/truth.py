@@ -288,7 +288,7 @@ def partial_snapshots(engine: sa.Engine, markets: int, methods_: int) -> list[st
         ):
             if n != markets * methods_:
                 problems.append(f"ok tick {at}: {n} of {markets * methods_} method summaries")
-        for table in ("snapshots", "snapshot_methods", "brackets", "maker_scores"):
+        for table in ("snapshots", "snapshot_methods", "brackets", "tick_maker_scores"):
             for (at,) in rows(
                 f"SELECT DISTINCT x.tick_at FROM {table} x"  # noqa: S608 (a fixed table name)
                 " LEFT JOIN ticks t ON t.tick_at = x.tick_at"
@@ -297,7 +297,7 @@ def partial_snapshots(engine: sa.Engine, markets: int, methods_: int) -> list[st
                 problems.append(f"{table}: rows of {at}, which has no ok header")
         for at, n in rows(
             "SELECT t.tick_at, count(DISTINCT (x.market_index, x.method_id)) FROM ticks t"
-            " JOIN maker_scores x ON x.tick_at = t.tick_at WHERE t.status = 'ok'"
+            " JOIN tick_maker_scores x ON x.tick_at = t.tick_at WHERE t.status = 'ok'"
             " GROUP BY t.tick_at"
         ):
             if n > markets * methods_:

@@ -1,0 +1,150 @@
+"""Issue 16, piece 3: a closed week's archive verifies with no database; a tampered one fails."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from driftsnap import calendar
+from driftsnap.errors import InputError
+from driftsnap.flows import export
+from driftsnap.flows.errors import NotClosedError
+from driftsnap.store import closes, weeks
+from tests.test_cli_store import run
+from tests.test_close import WEEK, build_week, close
+from tests.test_close_cli import PAST, _env
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import sqlalchemy as sa
+
+
+def _rewrite(src: Path, dst: Path, name: str, table: pa.Table, *, manifest: bool) -> None:
+    """Copy archive ``src`` to ``dst`` with part ``name`` replaced (and the manifest updated)."""
+    out = io.BytesIO()
+    pq.write_table(table, out)
+    data = out.getvalue()
+    with zipfile.ZipFile(src) as z:
+        parts = {n: z.read(n) for n in z.namelist()}
+    parts[name] = data
+    if manifest:
+        doc = json.loads(parts["manifest.json"])
+        doc["parts"][name] = hashlib.sha256(data).hexdigest()
+        parts["manifest.json"] = json.dumps(doc).encode()
+    with zipfile.ZipFile(dst, "w") as z:
+        for n, d in parts.items():
+            z.writestr(n, d)
+
+
+def test_an_export_verifies_without_the_database_and_tampering_is_named(
+    pg_engine: sa.Engine, tmp_path: Path
+) -> None:
+    built = build_week(pg_engine, tmp_path)
+    with pytest.raises(NotClosedError):
+        export.export_week(pg_engine, WEEK, tmp_path / "early.zip")
+    done = close(pg_engine, built)
+    archive = tmp_path / "w47.zip"
+    export.export_week(pg_engine, WEEK, archive)
+    pg_engine.dispose()
+
+    ok = export.verify_archive(archive)
+    assert ok.ok, ok.difference
+    assert ok.digest == done.close.digest
+    assert ok.books == done.close.books
+
+    with zipfile.ZipFile(archive) as z:
+        orders = pq.read_table(io.BytesIO(z.read("orders.parquet")))
+        fills = pq.read_table(io.BytesIO(z.read("fills.parquet")))
+    sizes = orders.column("size").to_pylist()
+    sizes[5] += 1
+    resized = orders.set_column(orders.column_names.index("size"), "size", pa.array(sizes))
+
+    bad = tmp_path / "bad.zip"
+    _rewrite(archive, bad, "orders.parquet", resized, manifest=False)
+    found = export.verify_archive(bad)
+    assert not found.ok
+    assert found.difference is not None
+    assert found.difference.startswith("orders.parquet: sha256")
+
+    _rewrite(archive, bad, "orders.parquet", resized, manifest=True)
+    found = export.verify_archive(bad)
+    assert found.difference is not None
+    assert found.difference.startswith("books_root: stored"), found.difference
+
+    _rewrite(archive, bad, "fills.parquet", fills.slice(1), manifest=True)
+    found = export.verify_archive(bad)
+    assert found.difference is not None
+    assert found.difference.startswith("fills: stored 12 != recomputed 11"), found.difference
+
+
+def test_export_week_and_verify_week_from_on_the_command_line(
+    pg_url: sa.URL, pg_engine: sa.Engine, tmp_path: Path
+) -> None:
+    """export-week writes the archive; verify-week --from checks it with no database URL
+    (exit 0, the stored digest), exits 1 on a tampered one and 2 on bad input."""
+    build_week(pg_engine, tmp_path, week=PAST)
+    env = _env(pg_url, tmp_path)
+    assert run("close-week", "--week", str(PAST), env=env).returncode == 0
+    archive = tmp_path / "past.zip"
+    after = calendar.Week(PAST.year, PAST.number + 1)
+    refused = run("prune", "--before", str(after), env=env)
+    assert refused.returncode == 2
+    assert refused.stderr.strip().count("\n") == 0
+    assert "never exported" in refused.stderr
+    made = run("export-week", "--week", str(PAST), "--out", str(archive), env=env)
+    assert made.returncode == 0, made.stderr
+    pruned = run("prune", "--before", str(after), env=env)
+    assert pruned.returncode == 0, pruned.stderr
+    assert f"1 weeks before {after}: {PAST}" in pruned.stdout
+    # No database at all: an unreachable URL and an empty data directory.
+    nowhere = {"DRIFTSNAP_DATABASE_URL": "postgresql://x@127.0.0.1:1/none"}
+    verified = run("verify-week", "--from", str(archive), env=nowhere)
+    assert verified.returncode == 0, verified.stderr
+    assert verified.stdout.startswith(f"week {PAST}: ok")
+    with zipfile.ZipFile(archive) as z:
+        fills = pq.read_table(io.BytesIO(z.read("fills.parquet")))
+    bad = tmp_path / "bad.zip"
+    _rewrite(archive, bad, "fills.parquet", fills.slice(1), manifest=False)
+    tampered = run("verify-week", "--from", str(bad), env=nowhere)
+    assert tampered.returncode == 1
+    assert tampered.stdout.startswith(f"week {PAST}: MISMATCH — fills.parquet: sha256 ")
+    both = run("verify-week", "--from", str(bad), "--week", str(PAST), env=nowhere)
+    assert both.returncode == 2
+    assert len(both.stderr.strip().splitlines()) == 1
+
+
+def test_prune_drops_only_closed_exported_weeks_and_the_archive_still_verifies(
+    pg_engine: sa.Engine, tmp_path: Path
+) -> None:
+    """prune refuses a week not closed, then one not exported (dropping nothing); after the
+    export it drops the week's per-tick partitions, keeps the close, and the archive verifies."""
+    built = build_week(pg_engine, tmp_path)
+    later = calendar.Week(WEEK.year, WEEK.number + 1)
+    with pytest.raises(InputError, match="not closed"):
+        export.prune(pg_engine, later)
+    done = close(pg_engine, built)
+    with pytest.raises(InputError, match="never exported"):
+        export.prune(pg_engine, later)
+    with pg_engine.connect() as conn:
+        assert weeks.partitions(conn, "snapshots") == ["snapshots_2026w47"]
+    archive = tmp_path / "w47.zip"
+    export.export_week(pg_engine, WEEK, archive)
+    assert export.prune(pg_engine, WEEK) == []  # nothing before the week itself
+    assert export.prune(pg_engine, later) == [WEEK]
+    with pg_engine.connect() as conn:
+        for table in ("snapshots", "snapshot_methods", "brackets", "bracket_cells"):
+            assert weeks.partitions(conn, table) == []
+        assert weeks.partitions(conn, "week_makers") == ["week_makers_2026w47"]
+        kept = closes.stored(conn, WEEK)
+        assert kept is not None
+        assert kept.digest == done.close.digest
+    assert export.verify_archive(archive).ok
+    assert export.prune(pg_engine, later) == []
