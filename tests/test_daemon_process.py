@@ -232,7 +232,8 @@ async def test_kill_9_during_a_write_leaves_no_partial_snapshot(
             # Every (tick, market, method) has its scores, and the accumulators count every tick.
             assert (
                 scalar(
-                    "SELECT count(DISTINCT (tick_at, market_index, method_id)) FROM tick_maker_scores"
+                    "SELECT count(DISTINCT (tick_at, market_index, method_id))"
+                    " FROM tick_maker_scores"
                 )
                 == ok * MARKETS * n_methods
             )
