@@ -49,7 +49,7 @@ from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
 from driftsnap import protocol
-from driftsnap.chain import accounts, books, idl, markets, users
+from driftsnap.chain import accounts, books, idl, markets, snapshot, users
 from driftsnap.scoring import book as book_mod
 from driftsnap.scoring import bookfile, methods, scorer
 from driftsnap.simnet import faults, model, scenarios
@@ -275,17 +275,19 @@ def driftsnap_pipeline(response: Response, methods_: Sequence[methods.Method] = 
     """driftsnap: response bytes → User accounts → books → scores (as ``snapshot.take`` and the
     daemon do after the RPC reads)."""
     start = time.process_time()
-    value = json.loads(response.body)["result"]["value"]
-    skipped = accounts.Skipped()
-    decoded = users.decode(accounts.from_program_accounts(value, skipped), skipped)
-    skipped.enforce(0.01)
-    decoded_at = time.process_time()
-    built = books.build(
-        decoded, response.markets, response.oracle, slot=response.slot, ts=response.ts
-    )
-    built_at = time.process_time()
-    scores = _score(built, methods_)
-    done = time.process_time()
+    with snapshot.paused_gc():
+        value = json.loads(response.body)["result"]["value"]
+        skipped = accounts.Skipped()
+        decoded = users.decode_program_accounts(value, skipped, slot=response.slot)
+        del value  # the JSON tree is freed before the books are built, as snapshot.take does
+        skipped.enforce(0.01)
+        decoded_at = time.process_time()
+        built = books.build(
+            decoded, response.markets, response.oracle, slot=response.slot, ts=response.ts
+        )
+        built_at = time.process_time()
+        scores = _score(built, methods_)
+        done = time.process_time()
     stages = {
         "decode": decoded_at - start,
         "books": built_at - decoded_at,

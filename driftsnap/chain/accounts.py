@@ -134,7 +134,7 @@ def from_rpc(
         text, encoding = account["data"]
         # zstd never grows data by more than about 1/128 (ZSTD_compressBound), nor base64 by
         # more than 4/3: longer text cannot hold an account of max_size.
-        if isinstance(text, str) and len(text) > _max_text(max_size):
+        if isinstance(text, str) and len(text) > max_text(max_size):
             raise _too_long(pubkey, max_size, f"{len(text):,} characters of base64")
         raw = binascii.a2b_base64(text, strict_mode=True)
         if encoding == "base64+zstd":
@@ -174,7 +174,8 @@ def _inflate(
     return data
 
 
-def _max_text(max_size: int) -> int:
+def max_text(max_size: int) -> int:
+    """The most base64 characters that can hold an account of ``max_size`` bytes (zstd or not)."""
     compressed = max_size + max_size // 128 + 1024
     return 4 * ((compressed + 2) // 3)
 

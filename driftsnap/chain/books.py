@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Final
 import numpy as np
 
 from driftsnap.chain import eligibility
-from driftsnap.protocol import Direction, MarketType, OrderStatus
-from driftsnap.scoring.book import Book, Order, Side
+from driftsnap.protocol import Direction, MarketType
+from driftsnap.scoring.book import Book, OrderTable, Side
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from driftsnap.chain.users import Users
 
 _MARKET_INDEXES: Final = 1 << 16  # market_index is a u16
-_SIDES: Final = (Side.BID, Side.ASK)
 
 
 def build(
@@ -47,15 +46,12 @@ def build(
         wanted[market.market_index] = True
         oracle_of[market.market_index] = oracle_prices[market.market_index]
 
-    # Cheap filters over all 32 slots of every account first, then the full rules on the few left.
-    slots = users.orders
-    candidate = (
-        (slots["status"] == OrderStatus.OPEN)
-        & (slots["market_type"] == MarketType.PERP)
-        & wanted[slots["market_index"]]
+    # Only the Open slots were gathered at decode; cheap filters first, then the full rules.
+    slots = users.open_orders
+    candidate = np.flatnonzero(
+        (slots["market_type"] == MarketType.PERP) & wanted[slots["market_index"]]
     )
-    rows, columns = np.nonzero(candidate)
-    orders = slots[rows, columns]
+    rows, orders = users.open_row[candidate], slots[candidate]
     market_index = orders["market_index"]
     priced = eligibility.evaluate(orders, slot=slot, ts=ts, oracle_price=oracle_of[market_index])
     keep = np.flatnonzero(priced.eligible)
@@ -63,45 +59,44 @@ def build(
     market_index = orders["market_index"]
     side = (orders["direction"] != Direction.LONG).astype(np.int8)
 
-    user_rank = np.empty(len(users), dtype=np.int64)
-    user_rank[np.argsort(np.array(users.pubkeys))] = np.arange(len(users))
-    sort_price = np.where(side == Side.BID, -price, price)
-    by = np.lexsort(
-        (orders["order_id"], user_rank[rows], orders["slot"], sort_price, side, market_index)
-    )
+    # Users as dense ids in the string order of their pubkeys (the book's tie-break).
+    by_name = np.argsort(np.array(users.pubkeys)) if len(users) else np.zeros(0, dtype=np.intp)
+    user_rank = np.empty(len(users), dtype=np.intp)
+    user_rank[by_name] = np.arange(len(users))
+    names = tuple(users.pubkeys[i] for i in by_name.tolist())
+    authority_of_row, authorities = users.authorities()
 
-    authorities = {row: users.authority_of(row) for row in np.unique(rows).tolist()}
-    size = orders["base_asset_amount"] - orders["base_asset_amount_filled"]
-    columns_sorted = zip(
-        rows[by].tolist(),
-        side[by].tolist(),
-        price[by].tolist(),
-        size[by].tolist(),
-        orders["order_id"][by].tolist(),
-        strict=True,
-    )
-    per_market: dict[int, list[Order]] = {m.market_index: [] for m in markets}
-    for index, (row, side_index, order_price, order_size, order_id) in zip(
-        market_index[by].tolist(), columns_sorted, strict=True
-    ):
-        per_market[index].append(
-            Order(
-                user=users.pubkeys[row],
-                authority=authorities[row],
-                side=_SIDES[side_index],
-                price=order_price,
-                size=order_size,
-                order_id=order_id,
-            )
+    sort_price = np.where(side == Side.BID, -price, price)
+    user_id = user_rank[rows]
+    order_id = orders["order_id"].astype(np.int64)
+    by = np.lexsort((order_id, user_id, orders["slot"], sort_price, side, market_index))
+    size = (orders["base_asset_amount"] - orders["base_asset_amount_filled"]).astype(np.int64)
+    sorted_market = market_index[by]
+    side, price, size = side[by], price[by], size[by]
+    order_id, user_id, authority_id = order_id[by], user_id[by], authority_of_row[rows[by]]
+    books = {}
+    for m in markets:
+        i = m.market_index
+        lo, hi = (
+            np.searchsorted(sorted_market, i, "left"),
+            np.searchsorted(sorted_market, i, "right"),
         )
-    return {
-        m.market_index: Book(
+        table = OrderTable(
+            side=side[lo:hi],
+            price=price[lo:hi],
+            size=size[lo:hi],
+            order_id=order_id[lo:hi],
+            user=user_id[lo:hi],
+            authority=authority_id[lo:hi],
+            users=names,
+            authorities=authorities,
+        )
+        books[i] = Book(
             market=m.name,
-            market_index=m.market_index,
+            market_index=i,
             slot=slot,
             ts=ts,
-            oracle_price=oracle_prices[m.market_index],
-            orders=tuple(per_market[m.market_index]),
+            oracle_price=oracle_prices[i],
+            table=table,
         )
-        for m in markets
-    }
+    return books

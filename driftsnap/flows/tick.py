@@ -471,7 +471,7 @@ class Ticker:
         if snap.ts is not None:
             m.snapshot_lag.set(max(0.0, now - snap.ts))
         for market in snap.markets:
-            m.orders.labels(market.name).set(len(snap.books[market.market_index].orders))
+            m.orders.labels(market.name).set(snap.books[market.market_index].order_count)
 
     # ------------------------------------------------------------ the week's schedule
 

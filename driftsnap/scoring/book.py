@@ -3,17 +3,24 @@
 A :class:`Book` holds integers exactly as the chain has them: prices in ``PRICE_PRECISION``
 (1e6 = $1), sizes in ``BASE_PRECISION`` (1e9 = one base unit). Methods work on
 :class:`BookColumns`, a columnar numpy view of the same orders for one choice of maker key, built
-once per scoring call.
+once per book and maker key and shared by every method that scores it.
+
+A book read from the chain holds its orders as an :class:`OrderTable` (sorted columns, makers as
+dense ids); its :class:`Order` objects are a view built only when asked for (``score-book``,
+reports, tests, the store's rows), never to score it.
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal, overload
 
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 MakerKey = Literal["authority", "user"]
 
@@ -48,19 +55,130 @@ class Order:
 
 
 @dataclass(frozen=True, slots=True)
+class OrderTable:
+    """A book's orders as columns, in book order (no vAMM orders).
+
+    ``user[i]`` and ``authority[i]`` index ``users`` and ``authorities``, name tables sorted as
+    strings (and shared by every book of one read), so dense ids follow the names' order.
+    """
+
+    side: npt.NDArray[np.int8]
+    price: npt.NDArray[np.int64]
+    size: npt.NDArray[np.int64]
+    order_id: npt.NDArray[np.int64]
+    user: npt.NDArray[np.intp]
+    authority: npt.NDArray[np.intp]
+    users: Sequence[str]
+    authorities: Sequence[str]
+
+    def __len__(self) -> int:
+        return int(self.price.shape[0])
+
+    def orders(self) -> tuple[Order, ...]:
+        """The rows as :class:`Order` objects (a view for readers, not for scoring)."""
+        users, authorities = self.users, self.authorities
+        return tuple(
+            Order(users[u], authorities[a], _SIDES[s], p, z, i)
+            for u, a, s, p, z, i in zip(
+                self.user.tolist(),
+                self.authority.tolist(),
+                self.side.tolist(),
+                self.price.tolist(),
+                self.size.tolist(),
+                self.order_id.tolist(),
+                strict=True,
+            )
+        )
+
+    def columns(self, maker_key: MakerKey) -> BookColumns:
+        """The columnar view for ``maker_key``: makers renumbered densely, in string order."""
+        ids = self.user if maker_key == "user" else self.authority
+        names = self.users if maker_key == "user" else self.authorities
+        present, first, dense = np.unique(ids, return_index=True, return_inverse=True)
+        makers = tuple(names[i] for i in present.tolist())
+        if maker_key == "user":
+            authorities = self.authorities
+            of = self.authority[first].tolist()
+            authority_of = {m: authorities[a] for m, a in zip(makers, of, strict=True)}
+        else:
+            authority_of = {m: m for m in makers}
+        return BookColumns(
+            side=self.side,
+            price=self.price,
+            size=self.size,
+            maker=dense.astype(np.intp, copy=False).reshape(len(self)),
+            makers=makers,
+            authority_of=authority_of,
+        )
+
+
+_SIDES = (Side.BID, Side.ASK)
+
+
+class _Orders:
+    """The ``orders`` field of :class:`Book`: the tuple given, or built once from its table."""
+
+    @overload
+    def __get__(self, book: None, owner: type | None = None) -> None: ...
+    @overload
+    def __get__(self, book: Book, owner: type | None = None) -> tuple[Order, ...]: ...
+    def __get__(self, book: Book | None, owner: type | None = None) -> tuple[Order, ...] | None:
+        """The orders; ``None`` read on the class (the field's default: from the table)."""
+        if book is None:
+            return None
+        orders: tuple[Order, ...] | None = book.__dict__["_orders"]
+        if orders is None:
+            orders = book.table.orders() if book.table is not None else ()
+            book.__dict__["_orders"] = orders
+        return orders
+
+    def __set__(self, book: Book, orders: tuple[Order, ...] | None) -> None:
+        """Keep ``orders`` as given (``None``: built from the table when first read)."""
+        book.__dict__["_orders"] = orders
+        book.__dict__["_given"] = orders is not None
+        book.__dict__["_columns"] = {}
+
+
+@dataclass(frozen=True)
 class Book:
-    """The eligible orders of one market at one slot, with the oracle price they were priced at."""
+    """The eligible orders of one market at one slot, with the oracle price they were priced at.
+
+    Built from ``orders`` or from ``table`` (an :class:`OrderTable`, as the chain reader builds
+    it; ``orders`` is then materialised from it on first use). Equality, hashing and ``repr``
+    see the orders, however the book was built.
+    """
 
     market: str
     market_index: int
     slot: int
     ts: int
     oracle_price: int
-    orders: tuple[Order, ...]
+    orders: _Orders = _Orders()
+    table: OrderTable | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def order_count(self) -> int:
+        """The number of orders, without materialising them."""
+        if self.table is not None and not self.__dict__["_given"]:
+            return len(self.table)
+        return len(self.orders)
 
     def columns(self, maker_key: MakerKey, *, include_vamm: bool) -> BookColumns:
-        """The columnar view for ``maker_key``, with vAMM orders only if ``include_vamm``."""
-        return BookColumns.from_book(self, maker_key, include_vamm=include_vamm)
+        """The columnar view for ``maker_key``, with vAMM orders only if ``include_vamm``.
+
+        Built once per book and choice, and shared by every method that asks for it.
+        """
+        cache: dict[tuple[str, bool], BookColumns] = self.__dict__["_columns"]
+        from_table = self.table is not None and not self.__dict__["_given"]
+        key = (maker_key, include_vamm or from_table)
+        cached = cache.get(key)
+        if cached is None:
+            if self.table is not None and from_table:
+                cached = self.table.columns(maker_key)  # a table holds no vAMM orders
+            else:
+                cached = BookColumns.from_book(self, maker_key, include_vamm=include_vamm)
+            cache[key] = cached
+        return cached
 
 
 @dataclass(frozen=True, slots=True)

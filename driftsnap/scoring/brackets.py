@@ -73,7 +73,7 @@ def score(book: book_mod.Book, method: methods.BracketMethod) -> result.Snapshot
         oracle_price=book.oracle_price,
         best_bid=best_bid,
         best_ask=best_ask,
-        scores={m: float(per_maker[i]) for i, m in enumerate(cols.makers)},
+        scores=dict(zip(cols.makers, per_maker.tolist(), strict=True)),
         brackets=tuple(
             result.BracketLiquidity(
                 name=bracket_name(x),
@@ -87,7 +87,7 @@ def score(book: book_mod.Book, method: methods.BracketMethod) -> result.Snapshot
             )
             for x in range(n_brackets)
         ),
-        authority_of=cols.authority_of,
+        authority_of=dict(cols.authority_of),
     )
 
 
@@ -136,4 +136,5 @@ def _sum_sizes(
 
 
 def _nonzero(makers: tuple[str, ...], column: npt.NDArray[np.int64]) -> dict[str, int]:
-    return {makers[i]: int(column[i]) for i in np.flatnonzero(column)}
+    at = np.flatnonzero(column)
+    return dict(zip([makers[i] for i in at.tolist()], column[at].tolist(), strict=True))
