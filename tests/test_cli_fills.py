@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,27 +12,11 @@ import sqlalchemy as sa
 
 from driftsnap import calendar
 from driftsnap.flows import fills as fills_flow
+from tests.fills_helpers import run_cli as run
 from tests.fills_helpers import simnet
 
 SCRIPT = Path(sys.executable).parent / "driftsnap"
 pytestmark = pytest.mark.asyncio
-
-
-async def run(*args: str, url: sa.URL) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        str(SCRIPT),
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={
-            "PATH": os.environ.get("PATH", ""),
-            "DRIFTSNAP_LOG_LEVEL": "warning",
-            "DRIFTSNAP_DATABASE_URL": url.render_as_string(hide_password=False),
-        },
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 async def test_fills_check_finds_the_missing_records_and_exits_1(
