@@ -115,9 +115,9 @@ def first_users_orders(field: str, value: int) -> Callable[[npt.NDArray[np.void]
     return patch
 
 
-def oracles_forged(field: str, value: int, fmt: str) -> hostile.Rewrite:
-    """A rewrite writing ``value`` (struct ``fmt``) into ``field`` of every Pyth Lazer oracle."""
-    offset = idl.offset("PythLazerOracle", field)
+def accounts_forged(discriminator: bytes, offset: int, value: int, fmt: str) -> hostile.Rewrite:
+    """A rewrite writing ``value`` (struct ``fmt``) at ``offset`` of every account that
+    getMultipleAccounts serves with ``discriminator``."""
 
     def rewrite(call: hostile.Call) -> Json:
         result = call.result
@@ -125,7 +125,7 @@ def oracles_forged(field: str, value: int, fmt: str) -> hostile.Rewrite:
             return None
         value_out = []
         for account in result["value"]:
-            if account is not None and account_bytes(account)[:8] == LAZER:
+            if account is not None and account_bytes(account)[:8] == discriminator:
                 data = bytearray(account_bytes(account))
                 struct.pack_into(fmt, data, offset, value)
                 value_out.append(with_data(account, bytes(data)))
@@ -134,6 +134,11 @@ def oracles_forged(field: str, value: int, fmt: str) -> hostile.Rewrite:
         return hostile.result(call, {**result, "value": value_out})
 
     return rewrite
+
+
+def oracles_forged(field: str, value: int, fmt: str) -> hostile.Rewrite:
+    """A rewrite writing ``value`` (struct ``fmt``) into ``field`` of every Pyth Lazer oracle."""
+    return accounts_forged(LAZER, idl.offset("PythLazerOracle", field), value, fmt)
 
 
 def block_time(value: Json) -> hostile.Rewrite:
@@ -541,23 +546,12 @@ async def test_an_absurd_market_counter_is_an_out_of_bounds_rejection(
     node: server.SimnetServer,
 ) -> None:
     """A PerpMarket whose next_fill_record_id is past i64 (storage would overflow): rejected."""
-    offset = idl.offset("PerpMarket", "next_fill_record_id")
-    market = accounts.DISCRIMINATORS[accounts.Kind.PERP_MARKET]
-
-    def rewrite(call: hostile.Call) -> Json:
-        result = call.result
-        if call.method != "getMultipleAccounts" or not isinstance(result, dict):
-            return None
-        value = []
-        for account in result["value"]:
-            if account is not None and account_bytes(account)[:8] == market:
-                data = bytearray(account_bytes(account))
-                struct.pack_into("<Q", data, offset, U64_MAX)
-                value.append(with_data(account, bytes(data)))
-            else:
-                value.append(account)
-        return hostile.result(call, {**result, "value": value})
-
+    rewrite = accounts_forged(
+        accounts.DISCRIMINATORS[accounts.Kind.PERP_MARKET],
+        idl.offset("PerpMarket", "next_fill_record_id"),
+        U64_MAX,
+        "<Q",
+    )
     async with (
         hostile.serve(node.url, rewrite) as proxy,
         rpc.Client(fast(proxy.url)) as client,
