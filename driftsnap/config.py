@@ -126,6 +126,11 @@ class Settings(BaseSettings):
     cadence: Duration = timedelta(seconds=60)
     # Scoring methods computed and stored each tick; empty: every preset.
     methods: Names = ()
+    # Methods whose per-maker detail (every maker's score and bracket cells) each tick stores, for
+    # the report and psql (tick_scores, tick_cells); empty: the program's method and the report's
+    # uptime method (drift-2023-08). The others store their totals and week accumulators; their
+    # per-maker detail is recomputed from the stored book when asked for.
+    detail_methods: Names = ()
     max_consecutive_failures: int = Field(default=10, ge=1)
     # Maker fills (the Volume Reward): polled from the chain by the writer daemon.
     fills: bool = True
@@ -146,7 +151,7 @@ class Settings(BaseSettings):
     # week in minutes.
     clock: Literal["wall", "chain"] = "wall"
 
-    @field_validator("methods")
+    @field_validator("methods", "detail_methods")
     @classmethod
     def _known_methods(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         unknown = [m for m in value if m not in methods_mod.PRESETS]
@@ -168,6 +173,11 @@ class Settings(BaseSettings):
         """The methods each tick computes: the configured ones, else every preset."""
         names = self.methods or tuple(methods_mod.PRESETS)
         return tuple(methods_mod.PRESETS[n] for n in names)
+
+    def detail_presets(self, program_method: str) -> tuple[methods_mod.Method, ...]:
+        """The computed methods whose per-maker detail each tick stores (see detail_methods)."""
+        names = self.detail_methods or (program_method, methods_mod.UPTIME_METHOD.name)
+        return tuple(m for m in self.method_presets() if m.name in names)
 
 
 def load_settings(**overrides: Any) -> Settings:

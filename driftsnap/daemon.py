@@ -94,7 +94,7 @@ class Worker:
         settings = self.settings
         async with parts.rpc_client(settings, event_hooks=hooks) as client:
             ticker = tick.Ticker(
-                parts.tick_settings(settings),
+                parts.tick_settings(settings, self.program),
                 self.program,
                 engine=self.db.engine,
                 client=client,

@@ -76,11 +76,12 @@ def markets_at(
     return list(markets(settings)) or program.paid_markets(calendar.Week.containing(now))
 
 
-def tick_settings(settings: config.Settings) -> tick.TickSettings:
+def tick_settings(settings: config.Settings, program: config.Program) -> tick.TickSettings:
     """What every tick of the daemon reads, scores and writes."""
     return tick.TickSettings(
         cadence=settings.cadence,
         methods=settings.method_presets(),
+        detail=frozenset(m.params_hash for m in settings.detail_presets(program.method)),
         snapshot=snapshot_settings(settings),
         markets=markets(settings),
         max_book_drop=settings.max_book_drop,

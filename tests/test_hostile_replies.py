@@ -726,7 +726,7 @@ async def test_a_market_that_loses_its_orders_at_once_is_a_rejected_tick(
 @pytest.mark.asyncio
 async def test_the_drop_threshold_is_a_setting(pg_url: sa.URL, tmp_path: Path) -> None:
     """DRIFTSNAP_MAX_BOOK_DROP=1 never rejects a drop; the defaults are 90 % of at least 50."""
-    defaults = parts.tick_settings(config.Settings())
+    defaults = parts.tick_settings(config.Settings(), config.load_program())
     assert (defaults.max_book_drop, defaults.book_drop_min_orders) == (0.9, 50)
     async with server.serve("default", seed=45) as sim, hostile.serve(sim.url) as proxy:
         await sim.advance(5)

@@ -261,13 +261,13 @@ def test_accumulators_of_two_weeks_land_in_two_partitions(pg_engine: sa.Engine) 
             "driftsnap_partitions.week_makers_2026w48",
         }
         assert all(n > 0 for n in per_partition.values())
-        cells: dict[str, int] = dict(
+        detail: dict[str, int] = dict(
             conn.exec_driver_sql(
                 "SELECT tableoid::regclass::text, count(*) FROM snapshot_methods"
-                " WHERE cell_keys IS NOT NULL GROUP BY 1"
+                " WHERE score_sides IS NOT NULL GROUP BY 1"
             ).all()
         )
-        assert len(cells) == 2
+        assert len(detail) == 2
 
 
 def test_a_market_index_cannot_change_its_name(pg_engine: sa.Engine) -> None:

@@ -76,6 +76,8 @@ class TickSettings:
     cadence: timedelta
     methods: tuple[methods.Method, ...]
     snapshot: snapshot.SnapshotSettings
+    # The params hashes of the methods whose per-maker detail is stored (the others: totals).
+    detail: frozenset[str] = frozenset()
     # Markets by name or index; empty: those paying a score pool in the week being sampled.
     markets: tuple[str | int, ...] = ()
     # A market with at least book_drop_min_orders orders at the last snapshot that has lost more
@@ -559,7 +561,11 @@ class Ticker:
             missed += self._write_gap(conn, schedule, tick.interval)
             taken = snapshots.interval_taken(conn, schedule.week, tick.interval, cadence)
             stored = not taken and snapshots.write_tick(
-                conn, tick, market_rows, methods=self.settings.methods
+                conn,
+                tick,
+                market_rows,
+                methods=self.settings.methods,
+                detail=self.settings.detail,
             )
         # Only once the transaction has committed are the misses paid.
         self._owed.clear()

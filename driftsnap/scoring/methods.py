@@ -123,6 +123,8 @@ PRESETS: dict[str, Method] = {
     m.name: m for m in (DRIFT_2023_08, DRIFT_MM_SCORING, DRIFT_POINTS_2024_01)
 }
 DEFAULT_METHOD = DRIFT_2023_08.name
+# The week report's two-sided uptime is measured under this method's bracket cells.
+UPTIME_METHOD = DRIFT_2023_08
 
 
 def get(name: str) -> Method:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from driftsnap.scoring import digest
-from driftsnap.store import books, schema
+from driftsnap.store import bookchain, books, schema
 from driftsnap.store.errors import StoreError
 
 if TYPE_CHECKING:
@@ -225,6 +225,7 @@ def week_books(
             s.c.oracle_price,
             s.c.orders,
             s.c.book_format,
+            s.c.book_base,
             s.c.book,
         )
         .join(k, k.c.market_index == s.c.market_index)
@@ -232,11 +233,12 @@ def week_books(
         .order_by(s.c.tick_at, s.c.market_index)
     )
     pubkeys: dict[int, str] = {}
+    reader = bookchain.Reader(conn)
     for r in rows:
-        if r.book_format != books.FORMAT:
-            raise StoreError(f"book format {r.book_format} is not one this driftsnap reads")
-        data = bytes(r.book)
-        missing = books.account_ids(data, r.orders) - pubkeys.keys()
+        if books_hash != books.CANONICAL_HASH and r.book_format != books.FORMAT:
+            raise StoreError(f"a close of stored bytes met a book of format {r.book_format}")
+        columns = reader.columns(r)
+        missing = books.ids_in(columns) - pubkeys.keys()
         if missing:
             a = schema.accounts
             pubkeys.update(
@@ -244,9 +246,8 @@ def week_books(
                     sa.select(a.c.account_id, a.c.pubkey).where(a.c.account_id.in_(missing))
                 ).all()
             )
-        book = books.decode(
-            data,
-            r.orders,
+        book = books.book_of(
+            columns,
             pubkeys,
             market=r.name,
             market_index=r.market_index,
@@ -264,7 +265,7 @@ def week_books(
             (
                 books.canonical_sha256(book)
                 if books_hash == books.CANONICAL_HASH
-                else hashlib.sha256(data).hexdigest()
+                else hashlib.sha256(bytes(r.book)).hexdigest()
             ),
         )
         yield StoredBook(r.tick_at, book, leaf)

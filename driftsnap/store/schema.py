@@ -132,9 +132,15 @@ snapshots = sa.Table(
     sa.Column("book_format", sa.SmallInteger),
     sa.Column("book", sa.LargeBinary),
     sa.Column("book_sha256", sa.Text),  # 0007: books.canonical_sha256, pubkey-keyed
+    # 0008: a format-2 book is a delta against the book of this earlier tick (same market, week).
+    sa.Column("book_base", sa.DateTime(timezone=True)),
     sa.PrimaryKeyConstraint("tick_at", "market_index"),
     sa.CheckConstraint("status IN ('ok', 'rejected')", name="snapshots_status_check"),
     sa.CheckConstraint("(status = 'ok') = (book IS NOT NULL)", name="snapshots_book_check"),
+    sa.CheckConstraint(
+        "(book_format = 2) = (book_base IS NOT NULL) AND book_base < tick_at",
+        name="snapshots_book_base_check",
+    ),
     postgresql_partition_by=BY_TICK,
 )
 
@@ -153,6 +159,9 @@ snapshot_methods = sa.Table(
     sa.Column("cell_keys", sa.ARRAY(sa.SmallInteger)),
     sa.Column("cell_makers", sa.ARRAY(sa.Integer)),
     sa.Column("cell_sizes", sa.ARRAY(sa.BigInteger)),
+    # 0008: per score maker, the sides it had bracketed liquidity on (bit 0 bid, bit 1 ask); a
+    # tick written since stores these and no cell arrays (cells are recomputed from the book).
+    sa.Column("score_sides", sa.ARRAY(sa.SmallInteger)),
     sa.PrimaryKeyConstraint("tick_at", "market_index", "method_id"),
     postgresql_partition_by=BY_TICK,
 )
@@ -480,6 +489,16 @@ tick_bracket_cells = sa.table(
     sa.column("size", sa.BigInteger),
 )
 
+tick_maker_sides = sa.table(
+    "tick_maker_sides",
+    sa.column("tick_at", TIMESTAMPTZ),
+    sa.column("market_index", sa.SmallInteger),
+    sa.column("method_id", sa.SmallInteger),
+    sa.column("maker_id", sa.Integer),
+    sa.column("bid", sa.Boolean),
+    sa.column("ask", sa.Boolean),
+)
+
 tick_scores = sa.table(
     "tick_scores",
     sa.column("tick_at", TIMESTAMPTZ),
@@ -516,6 +535,7 @@ VIEWS = (
     tick_bracket_cells,
     tick_scores,
     tick_cells,
+    tick_maker_sides,
 )
 
 

@@ -6,9 +6,11 @@ bracket and side) and a time **bucket** of ``width_s`` seconds, ``floor((tick_at
 width_s)``, so the report reads thousands of rows whatever the cadence. With a bucket narrower than
 the cadence each bucket holds at most one snapshot and the series are per snapshot.
 
-The per-maker rows are the views ``tick_maker_scores`` and ``tick_bracket_cells`` (migration
-0007): the arrays each tick stores on its ``snapshot_methods`` rows, unnested, plus the rows of
-ticks stored before in the old ``maker_scores`` and ``bracket_cells`` tables.
+The per-maker rows are the views ``tick_maker_scores`` and ``tick_maker_sides`` (migrations 0007
+and 0008): the arrays each tick stores on its ``snapshot_methods`` rows, unnested, plus the rows
+of ticks stored before in the old ``maker_scores`` and ``bracket_cells`` tables. Bracket cells are
+stored by ticks written before 0008 only; :func:`cell_buckets` recomputes the others from the
+stored books.
 
 Makers are grouped by **authority**: under a method keyed by User account (``maker_key = user``)
 a wallet's sub-accounts add up through ``user_accounts``, as the program pays wallets.
@@ -22,7 +24,9 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from driftsnap import calendar
-from driftsnap.store import schema
+from driftsnap.scoring import methods, scorer
+from driftsnap.store import bookchain, books, schema
+from driftsnap.store.errors import IntegrityError, StoreError
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -198,7 +202,10 @@ def cell_buckets(
 ) -> list[CellBucket]:
     """One authority's bracketed liquidity per market, bucket, bracket and side, with what it
     adds to the score: ``side_factor * V(x) * l(m,x,s) / L(x,s)`` (spec 2.1; for mm-scoring the
-    level's value and the maker's pro-rata part of it)."""
+    level's value and the maker's pro-rata part of it).
+
+    Ticks stored before migration 0008 stored their cells (summed here in SQL); a tick since
+    stores none, and its cells are recomputed from its book (:func:`_derived_cells`)."""
     bc, br, k, ua = schema.tick_bracket_cells, schema.brackets, schema.markets, schema.user_accounts
     total = sa.case((bc.c.side == 0, br.c.total_bid), else_=br.c.total_ask)
     part = side_factor * br.c.value * sa.cast(bc.c.size, schema.DOUBLE) / sa.func.nullif(total, 0)
@@ -231,24 +238,148 @@ def cell_buckets(
         )
         .where(_in_week(bc.c.tick_at, week), bc.c.method_id == method, mine)
         .group_by(k.c.name, bucket, br.c.bracket, br.c.name, bc.c.side)
-        .order_by(k.c.name, bucket, br.c.bracket, bc.c.side)
     )
-    return [CellBucket(m, b, p, n, s, int(size), float(v)) for m, b, p, n, s, size, v in rows]
+    sums: dict[tuple[str, int, int, str, int], list[Any]] = {
+        (m, b, p, n, side): [int(size), float(v)] for m, b, p, n, side, size, v in rows
+    }
+    for key, (size, value) in _derived_cells(
+        conn, week, method, width_s=width_s, by_user=by_user, authority=authority,
+        side_factor=side_factor,
+    ).items():  # fmt: skip
+        acc = sums.setdefault(key, [0, 0.0])
+        acc[0] += size
+        acc[1] += value
+    return [
+        CellBucket(m, b, p, n, side, size, value)
+        for (m, b, p, n, side), (size, value) in sorted(
+            sums.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2], kv[0][4])
+        )
+    ]
+
+
+def _derived_cells(
+    conn: sa.Connection,
+    week: calendar.Week,
+    method: int,
+    *,
+    width_s: int,
+    by_user: bool,
+    authority: int,
+    side_factor: float,
+) -> dict[tuple[str, int, int, str, int], tuple[int, float]]:
+    """:func:`cell_buckets` of the ticks stored without cells (migration 0008), recomputed:
+    each ok book of the week in which the authority has a score is read (in order, so deltas
+    apply to the book before) and scored again, and the tick's stored totals must agree."""
+    sm, s, k, me, ua, a = (
+        schema.snapshot_methods, schema.snapshots, schema.markets, schema.methods,
+        schema.user_accounts, schema.accounts,
+    )  # fmt: skip
+    mine = [authority]
+    if by_user:
+        mine += conn.execute(
+            sa.select(ua.c.user_id).where(ua.c.authority_id == authority)
+        ).scalars()
+    head = conn.execute(
+        sa.select(me.c.name, me.c.params_hash).where(me.c.method_id == method)
+    ).first()
+    if head is None:
+        return {}
+    preset = methods.PRESETS.get(head.name)
+    quoted = (
+        sa.select(sm.c.tick_at, sm.c.market_index, sm.c.best_bid, sm.c.best_ask, sm.c.makers)
+        .where(
+            _in_week(sm.c.tick_at, week),
+            sm.c.method_id == method,
+            sm.c.score_sides.is_not(None),
+            sm.c.score_makers.op("&&")(sa.cast(mine, sa.ARRAY(sa.Integer))),
+        )
+        .subquery()
+    )
+    rows = conn.execute(
+        sa.select(
+            s.c.tick_at, s.c.market_index, s.c.slot, s.c.ts, s.c.oracle_price, s.c.orders,
+            s.c.book_format, s.c.book_base, s.c.book, k.c.name,
+            quoted.c.best_bid, quoted.c.best_ask, quoted.c.makers,
+        )
+        .select_from(
+            s.join(k, k.c.market_index == s.c.market_index).outerjoin(
+                quoted,
+                sa.and_(
+                    quoted.c.tick_at == s.c.tick_at, quoted.c.market_index == s.c.market_index
+                ),
+            )
+        )
+        .where(
+            _in_week(s.c.tick_at, week),
+            s.c.status == "ok",
+            s.c.market_index.in_(sa.select(quoted.c.market_index).distinct()),
+        )
+        .order_by(s.c.market_index, s.c.tick_at)
+    ).all()  # fmt: skip
+    if not rows:
+        return {}
+    if preset is None or preset.params_hash != head.params_hash:
+        raise StoreError(f"cells of {head.name} ({head.params_hash[:12]}): unknown parameters")
+    keys = set(conn.execute(sa.select(a.c.pubkey).where(a.c.account_id.in_(mine))).scalars())
+    reader = bookchain.Reader(conn)
+    pubkeys: dict[int, str] = {}
+    out: dict[tuple[str, int, int, str, int], tuple[int, float]] = {}
+    start = int(week.start.timestamp())
+    for r in rows:
+        columns = reader.columns(r)  # every ok book in order: the next one may be a delta on it
+        if r.makers is None:
+            continue
+        missing = books.ids_in(columns) - pubkeys.keys()
+        if missing:
+            pubkeys.update(
+                conn.execute(
+                    sa.select(a.c.account_id, a.c.pubkey).where(a.c.account_id.in_(missing))
+                ).all()
+            )
+        book = books.book_of(
+            columns, pubkeys, market=r.name, market_index=r.market_index, slot=r.slot, ts=r.ts,
+            oracle_price=r.oracle_price,
+        )  # fmt: skip
+        score = scorer.score(book, preset)
+        if (score.best_bid, score.best_ask, len(score.scores)) != (
+            r.best_bid,
+            r.best_ask,
+            r.makers,
+        ):
+            raise IntegrityError(
+                f"{r.name} at {r.tick_at.isoformat()}: re-scoring the stored book under "
+                f"{head.name} does not give the totals stored with it"
+            )
+        bucket = int((r.tick_at.timestamp() - start) // width_s)
+        for i, x in enumerate(score.brackets):
+            for side, cells, total in (
+                (0, x.maker_bid, x.total_bid),
+                (1, x.maker_ask, x.total_ask),
+            ):
+                size = sum(v for m, v in cells.items() if m in keys)
+                if not size:
+                    continue
+                part = side_factor * x.value * float(size) / total if total else 0.0
+                key = (r.name, bucket, i, x.name, side)
+                have = out.get(key, (0, 0.0))
+                out[key] = (have[0] + size, have[1] + part)
+    return out
 
 
 def two_sided(
     conn: sa.Connection, week: calendar.Week, method: int, *, by_user: bool
 ) -> list[TwoSided]:
     """Per market and authority, the snapshots in which it had bracketed liquidity (a non-zero
-    ``l`` cell) on the bid and on the ask side."""
-    bc, k, a = schema.tick_bracket_cells, schema.markets, schema.accounts
-    source, who = _with_authority(bc, by_user=by_user)
+    ``l`` cell) on the bid and on the ask side (tick_maker_sides: the sides each tick stored,
+    or its stored cells)."""
+    sd, k, a = schema.tick_maker_sides, schema.markets, schema.accounts
+    source, who = _with_authority(sd, by_user=by_user)
     both = (
-        sa.select(bc.c.tick_at, bc.c.market_index, who.label("authority_id"))
+        sa.select(sd.c.tick_at, sd.c.market_index, who.label("authority_id"))
         .select_from(source)
-        .where(_in_week(bc.c.tick_at, week), bc.c.method_id == method)
-        .group_by(bc.c.tick_at, bc.c.market_index, who)
-        .having(sa.and_(sa.func.bool_or(bc.c.side == 0), sa.func.bool_or(bc.c.side == 1)))
+        .where(_in_week(sd.c.tick_at, week), sd.c.method_id == method)
+        .group_by(sd.c.tick_at, sd.c.market_index, who)
+        .having(sa.and_(sa.func.bool_or(sd.c.bid), sa.func.bool_or(sd.c.ask)))
         .subquery()
     )
     rows = conn.execute(

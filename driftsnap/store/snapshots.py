@@ -1,10 +1,12 @@
 """Writing one cadence tick, all or nothing, and reading its books and scores back.
 
 :func:`write_tick` stores a tick's header, each market's book facts, order-level book and its
-pubkey-keyed hash, every method's bracket totals and, on its ``snapshot_methods`` row, the
-per-maker scores and bracket cells as arrays (migration 0007: one row per market and method, not
-one per maker), all by COPY, and adds the scores to the week's accumulators, all in the caller's
-transaction::
+pubkey-keyed hash (whole, or a delta on the market's book before: :mod:`bookchain`), every
+method's bracket totals and, for the methods given as ``detail``, on its ``snapshot_methods``
+row the per-maker scores and the sides each maker quoted as arrays (migrations 0007 and 0008: one
+row per market and method, not one per maker; the bracket cells are not stored, they are
+recomputed from the book), all by COPY, and adds the scores to the week's accumulators, all in
+the caller's transaction::
 
     with engine.begin() as conn:
         snapshots.write_tick(conn, tick, markets, methods=...)
@@ -30,15 +32,15 @@ from sqlalchemy.dialects import postgresql as pg
 
 from driftsnap import calendar, logs
 from driftsnap.scoring import book as book_mod
-from driftsnap.scoring import result, settlement
-from driftsnap.store import books, database, schema, weeks
+from driftsnap.scoring import methods as methods_mod
+from driftsnap.scoring import result, scorer, settlement
+from driftsnap.store import bookchain, books, database, schema, weeks
 from driftsnap.store.errors import IntegrityError, StoreError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Collection, Iterable, Mapping, Sequence, Set
     from datetime import datetime, timedelta
 
-    from driftsnap.scoring import methods as methods_mod
 
 log = logs.get(__name__)
 
@@ -109,16 +111,21 @@ def write_tick(
     markets: Sequence[MarketSnapshot] = (),
     *,
     methods: Sequence[methods_mod.Method] = (),
+    detail: Collection[str] | None = None,
 ) -> bool:
     """Store one tick in the caller's transaction; ``False`` if it was already stored.
 
     ``methods`` are the parameter sets of the scores given (their canonical JSON is stored once).
+    ``detail``: the params hashes of the methods whose per-maker scores and bracket cells are
+    stored (``None``: every method's); the others store their totals, brackets and week
+    accumulators, and :func:`read_scores` recomputes their detail from the stored book.
     """
     started = time.perf_counter()
     by_hash = {m.params_hash: m for m in methods}
     _validate(tick, markets, by_hash)
+    detailed = set(by_hash) if detail is None else set(detail)
     try:
-        rows = _write(conn, tick, markets, by_hash)
+        rows = _write(conn, tick, markets, by_hash, detailed)
     except (psycopg.Error, sa_exc.DBAPIError) as exc:
         # The caller's transaction is now failed and will roll back: nothing of the tick stays.
         reason = exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc
@@ -142,6 +149,7 @@ def _write(
     tick: Tick,
     markets: Sequence[MarketSnapshot],
     by_hash: Mapping[str, methods_mod.Method],
+    detailed: Set[str],
 ) -> int | None:
     """Rows written for the tick, or ``None`` if it was already stored."""
     week = calendar.Week.containing(tick.at)
@@ -179,7 +187,9 @@ def _write(
         )
         if not markets:
             return 0
-        return _write_markets(conn, cur, tick=tick, week=week, markets=markets, by_hash=by_hash)
+        return _write_markets(
+            conn, cur, tick=tick, week=week, markets=markets, by_hash=by_hash, detailed=detailed
+        )
 
 
 def _write_markets(
@@ -190,6 +200,7 @@ def _write_markets(
     week: calendar.Week,
     markets: Sequence[MarketSnapshot],
     by_hash: Mapping[str, methods_mod.Method],
+    detailed: Set[str],
 ) -> int:
     _ensure_markets(conn, [s.book for s in markets])
     method_ids = _method_ids(conn, by_hash.values())
@@ -207,10 +218,16 @@ def _write_markets(
         )
     at = tick.at
     pubkeys = {v: k for k, v in ids.items()}
-    stored = {
-        s.book.market_index: books.encode_with_hash(s.book, ids, pubkeys) for s in markets
-        if not s.rejected
-    }  # fmt: skip
+    xid, bases = bookchain.bases(conn, week, at, [s.book.market_index for s in ok])
+    stored: dict[int, tuple[int, bytes, str, datetime | None]] = {}
+    for s in ok:
+        index = s.book.market_index
+        base = bases.get(index)
+        enc = books.encode_with_hash(s.book, ids, pubkeys, None if base is None else base.columns)
+        on = base if base is not None and enc.format == books.DELTA else None
+        stored[index] = (enc.format, enc.data, enc.sha256, None if on is None else on.tick_at)
+        depth = 0 if on is None else on.depth + 1
+        bookchain.remember(conn, index, bookchain.Base(at, xid, enc.columns, depth))
     rows = _copy(
         cur,
         schema.snapshots,
@@ -225,8 +242,7 @@ def _write_markets(
                 s.book.ts,
                 s.book.oracle_price,
                 len(s.book.orders),
-                None if s.rejected else books.FORMAT,
-                *stored.get(s.book.market_index, (None, None)),
+                *stored.get(s.book.market_index, (None, None, None, None)),
             )
             for s in markets
         ),
@@ -238,7 +254,7 @@ def _write_markets(
         week,
         (
             (at, b.market_index, m.id, sc.best_bid, sc.best_ask, len(sc.scores),
-             *_detail(sc, ids))
+             *(_detail(sc, ids) if sc.params_hash in detailed else _NO_DETAIL))
             for b, sc, m in scored
         ),
     )  # fmt: skip
@@ -256,22 +272,26 @@ def _write_markets(
     return rows + _write_makers(cur, tick=tick, week=week, markets=markets, scored=scored, ids=ids)
 
 
+_NO_DETAIL = (None, None, None, None, None, None)
+BID_SIDE, ASK_SIDE = 1, 2  # the bits of score_sides
+
+
 def _detail(
     score: result.SnapshotScore, ids: Mapping[str, int]
-) -> tuple[list[int], list[float], list[int], list[int], list[int]]:
-    """A score's per-maker detail as the five arrays of its ``snapshot_methods`` row: makers and
-    scores in the scorer's order, then the non-zero cells as (bracket * 2 + side, maker, size)."""
-    keys: list[int] = []
-    makers: list[int] = []
-    sizes: list[int] = []
-    for i, x in enumerate(score.brackets):
-        for side, cells in ((0, x.maker_bid), (1, x.maker_ask)):
+) -> tuple[list[int], list[float], None, None, None, list[int]]:
+    """A score's per-maker detail as its ``snapshot_methods`` row stores it (0008): the makers
+    and their scores in the scorer's order, and per maker the sides it had bracketed liquidity
+    on; no cell arrays (the cells are recomputed from the book: :func:`read_scores`)."""
+    sides = dict.fromkeys(score.scores, 0)
+    for x in score.brackets:
+        for bit, cells in ((BID_SIDE, x.maker_bid), (ASK_SIDE, x.maker_ask)):
             for maker, size in cells.items():
                 if size:
-                    keys.append(2 * i + side)
-                    makers.append(ids[maker])
-                    sizes.append(size)
-    return [ids[m] for m in score.scores], list(score.scores.values()), keys, makers, sizes
+                    if maker not in sides:
+                        raise IntegrityError(f"{score.market}: a maker with cells has no score")
+                    sides[maker] |= bit
+    makers = [ids[m] for m in score.scores]
+    return makers, list(score.scores.values()), None, None, None, list(sides.values())
 
 
 _COPY_TYPES: dict[type[sa.types.TypeEngine[Any]], str] = {
@@ -566,13 +586,10 @@ def _snapshot(conn: sa.Connection, tick_at: datetime, market: str) -> sa.Row[Any
 def read_book(conn: sa.Connection, tick_at: datetime, market: str) -> book_mod.Book:
     """The order-level book of ``market`` stored at tick ``tick_at``, exactly as written."""
     row = _snapshot(conn, tick_at, market)
-    if row.book_format != books.FORMAT:
-        raise StoreError(f"book format {row.book_format} is not one this driftsnap reads")
-    data = bytes(row.book)
-    return books.decode(
-        data,
-        row.orders,
-        _pubkeys(conn, books.account_ids(data, row.orders)),
+    columns = bookchain.Reader(conn).columns(row)
+    return books.book_of(
+        columns,
+        _pubkeys(conn, books.ids_in(columns)),
         market=row.name,
         market_index=row.market_index,
         slot=row.slot,
@@ -588,7 +605,17 @@ def read_scores(
     snap = _snapshot(conn, tick_at, market)
     me, sm = schema.methods, schema.snapshot_methods
     head = conn.execute(
-        sa.select(me.c.method_id, me.c.name, me.c.canonical_json, sm.c.best_bid, sm.c.best_ask)
+        sa.select(
+            me.c.method_id,
+            me.c.name,
+            me.c.canonical_json,
+            me.c.params_hash,
+            sm.c.best_bid,
+            sm.c.best_ask,
+            sm.c.makers,
+            sm.c.scores.is_(None).label("no_arrays"),
+            sm.c.score_sides.is_not(None).label("cells_derived"),
+        )
         .join(sm, sm.c.method_id == me.c.method_id)
         .where(
             me.c.params_hash == params_hash,
@@ -613,6 +640,11 @@ def read_scores(
     ).all()
     bracket_rows = conn.execute(sa.select(br).where(where(br)).order_by(br.c.bracket)).all()
     pubkeys = _pubkeys(conn, {r.maker_id for r in score_rows} | {r.maker_id for r in cell_rows})
+    if head.cells_derived or (head.no_arrays and not score_rows and head.makers):
+        # Cells are not stored since 0008, nor any detail of a method outside write_tick's
+        # ``detail``: recomputed from the book, and checked against what the tick stored.
+        stored = {pubkeys[r.maker_id]: r.score for r in score_rows} if head.cells_derived else None
+        return _rescored(conn, snap, head, bracket_rows, stored)
     cells: dict[tuple[int, int], dict[str, int]] = {}
     for r in cell_rows:
         cells.setdefault((r.bracket, r.side), {})[pubkeys[r.maker_id]] = r.size
@@ -649,6 +681,46 @@ def read_scores(
         ),
         authority_of=authority_of,
     )
+
+
+def _rescored(
+    conn: sa.Connection,
+    snap: sa.Row[Any],
+    head: sa.Row[Any],
+    bracket_rows: Sequence[sa.Row[Any]],
+    scores: Mapping[str, float] | None,
+) -> result.SnapshotScore:
+    """The detail of a tick stored without it, recomputed from the stored book, after checking
+    that the recomputation gives the totals, brackets and (``scores``) per-maker scores that
+    were stored with the tick."""
+    tick_at = snap.tick_at
+    method = methods_mod.get(head.name)
+    if method.params_hash != head.params_hash:
+        raise StoreError(
+            f"the scores of {snap.name} at {tick_at.isoformat()} under "
+            f"{head.params_hash[:12]} were stored without their detail, by parameters this "
+            "driftsnap does not have"
+        )
+    score = scorer.score(read_book(conn, tick_at, snap.name), method)
+    stored = [
+        (r.name, r.weight, r.total_bid, r.total_ask, r.q, r.value, r.bid_price, r.ask_price)
+        for r in bracket_rows
+    ]
+    again = [
+        (x.name, x.weight, x.total_bid, x.total_ask, x.q, x.value, x.bid_price, x.ask_price)
+        for x in score.brackets
+    ]
+    if (score.best_bid, score.best_ask, len(score.scores), again) != (
+        head.best_bid,
+        head.best_ask,
+        head.makers,
+        stored,
+    ) or (scores is not None and scores != score.scores):
+        raise IntegrityError(
+            f"{snap.name} at {tick_at.isoformat()}: re-scoring the stored book under "
+            f"{head.name} does not give the totals stored with it"
+        )
+    return score
 
 
 def _authorities(

@@ -35,7 +35,7 @@ log = logs.get(__name__)
 FORMAT = 1
 BUCKET_S = 1_800  # one chart point per half hour at most: 336 per week, ~30 snapshots at 60 s
 SIDES = ("bid", "ask")
-UPTIME_METHOD = methods.DRIFT_2023_08
+UPTIME_METHOD = methods.UPTIME_METHOD
 UPTIME_DEFINITION = (
     "two-sided uptime: the share of the market's ok snapshots in which the maker had bracketed "
     "liquidity on both the bid and the ask side under {method}, i.e. at least one order on each "
