@@ -31,6 +31,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -74,6 +75,7 @@ Names = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_names)]
 
 # The share of a paid market's scheduled ticks that must be ok for a week to close unforced.
 DEFAULT_CLOSE_MIN_COVERAGE = 0.95
+NO_DETAIL = "none"  # DRIFTSNAP_DETAIL_METHODS=none: no method's per-maker detail is stored
 
 
 class Settings(BaseSettings):
@@ -126,10 +128,11 @@ class Settings(BaseSettings):
     cadence: Duration = timedelta(seconds=60)
     # Scoring methods computed and stored each tick; empty: every preset.
     methods: Names = ()
-    # Methods whose per-maker detail (every maker's score and bracket cells) each tick stores, for
-    # the report and psql (tick_scores, tick_cells); empty: the program's method and the report's
-    # uptime method (drift-2023-08). The others store their totals and week accumulators; their
-    # per-maker detail is recomputed from the stored book when asked for.
+    # Methods whose per-maker detail (every maker's score and the sides it quoted) each tick
+    # stores, for the report and psql (tick_scores, tick_maker_sides); empty: the program's method
+    # and the report's uptime method (drift-2023-08); "none": no method's (a 1 s cadence at
+    # mainnet scale: the report then has no per-maker series). The others store their totals and
+    # week accumulators; their per-maker detail is recomputed from the stored book when asked for.
     detail_methods: Names = ()
     max_consecutive_failures: int = Field(default=10, ge=1)
     # Maker fills (the Volume Reward): polled from the chain by the writer daemon.
@@ -153,7 +156,9 @@ class Settings(BaseSettings):
 
     @field_validator("methods", "detail_methods")
     @classmethod
-    def _known_methods(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+    def _known_methods(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        if info.field_name == "detail_methods" and value == (NO_DETAIL,):
+            return value
         unknown = [m for m in value if m not in methods_mod.PRESETS]
         if unknown:
             known = ", ".join(sorted(methods_mod.PRESETS))
@@ -176,6 +181,8 @@ class Settings(BaseSettings):
 
     def detail_presets(self, program_method: str) -> tuple[methods_mod.Method, ...]:
         """The computed methods whose per-maker detail each tick stores (see detail_methods)."""
+        if self.detail_methods == (NO_DETAIL,):
+            return ()
         names = self.detail_methods or (program_method, methods_mod.UPTIME_METHOD.name)
         return tuple(m for m in self.method_presets() if m.name in names)
 

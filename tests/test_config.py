@@ -176,3 +176,23 @@ def test_bad_setting_names_the_environment_variable(monkeypatch: pytest.MonkeyPa
     monkeypatch.delenv("DRIFTSNAP_LOG_LEVEL")
     with pytest.raises(ConfigError, match=r"^config error: --log-format: input should be"):
         config.load_settings(log_format="xml")
+
+
+def test_detail_methods_default_to_what_the_report_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unset: the program's method and the uptime method; a list: those of the computed methods;
+    "none": no method's; an unknown name is one line naming the variable."""
+
+    def names(settings: config.Settings) -> list[str]:
+        return [m.name for m in settings.detail_presets("drift-mm-scoring")]
+
+    assert names(config.load_settings()) == ["drift-2023-08", "drift-mm-scoring"]
+    monkeypatch.setenv("DRIFTSNAP_DETAIL_METHODS", "drift-points-2024-01")
+    assert names(config.load_settings()) == ["drift-points-2024-01"]
+    monkeypatch.setenv("DRIFTSNAP_METHODS", "drift-2023-08")
+    assert names(config.load_settings()) == []  # not computed, so nothing to store
+    monkeypatch.setenv("DRIFTSNAP_DETAIL_METHODS", "none")
+    monkeypatch.delenv("DRIFTSNAP_METHODS")
+    assert names(config.load_settings()) == []
+    monkeypatch.setenv("DRIFTSNAP_DETAIL_METHODS", "drift-2099")
+    with pytest.raises(ConfigError, match=r"^config error: DRIFTSNAP_DETAIL_METHODS: .*drift-2099"):
+        config.load_settings()
