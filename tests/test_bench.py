@@ -26,6 +26,7 @@ FIXED_ROWS = {
     "close.10s.time",
     "close.10s.disk",
     "scale.growth",
+    "storage.default.60s",
 }
 
 

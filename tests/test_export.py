@@ -16,7 +16,9 @@ from driftsnap import calendar
 from driftsnap.errors import InputError
 from driftsnap.flows import export
 from driftsnap.flows.errors import NotClosedError
+from driftsnap.store import books as store_books
 from driftsnap.store import closes, weeks
+from tests import books
 from tests.test_cli_store import run
 from tests.test_close import WEEK, build_week, close
 from tests.test_close_cli import PAST, _env
@@ -148,3 +150,46 @@ def test_prune_drops_only_closed_exported_weeks_and_the_archive_still_verifies(
         assert kept.digest == done.close.digest
     assert export.verify_archive(archive).ok
     assert export.prune(pg_engine, later) == []
+
+
+def test_the_archive_holds_the_stored_orders_and_reads_back_the_same_books(
+    pg_engine: sa.Engine, tmp_path: Path
+) -> None:
+    """orders.parquet, written from the stored columns, holds every order of every stored book
+    as the database gives it; read back it gives the same books and leaves, a key that is both
+    a user and an authority included."""
+    built = build_week(pg_engine, tmp_path)
+    close(pg_engine, built)
+    archive = tmp_path / "w47.zip"
+    export.export_week(pg_engine, WEEK, archive)
+    with pg_engine.connect() as conn:
+        stored = list(closes.week_books(conn, WEEK))
+    with zipfile.ZipFile(archive) as z:
+        parts = {n: z.read(n) for n in z.namelist()}
+    orders = pq.read_table(io.BytesIO(parts["orders.parquet"])).to_pylist()
+    expected = [
+        {"snapshot": i, "user": o.user, "authority": o.authority, "flags": int(o.side),
+         "price": o.price, "size": o.size, "order_id": o.order_id}
+        for i, s in enumerate(stored) for o in s.book.orders
+    ]  # fmt: skip
+    assert orders == expected
+    again = list(export._books(parts))
+    assert [(b.book, b.leaf) for b in again] == [(s.book, s.leaf) for s in stored]
+
+    one = books.make([books.order("m", "bid", 99 * books.PRICE, books.BASE, user="m")])
+    assert one.orders[0].user == one.orders[0].authority
+    columns = store_books.columns_of(one, {one.orders[0].user: 7})
+    table = export._orders_table([columns], {7: one.orders[0].user})
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    snaps = pa.table(
+        {"tick_at": [stored[0].tick_at], "market_index": [0], "market": ["SOL-PERP"],
+         "slot": [one.slot], "ts": [one.ts], "oracle_price": [one.oracle_price]}
+    )  # fmt: skip
+    snap_buffer = io.BytesIO()
+    pq.write_table(snaps, snap_buffer)
+    (read,) = export._books(
+        {"orders.parquet": buffer.getvalue(), "snapshots.parquet": snap_buffer.getvalue()}
+    )
+    assert read.book == one
+    assert read.leaf.book_sha256 == store_books.canonical_sha256(one)

@@ -36,13 +36,18 @@ orders = st.builds(
 
 @given(st.lists(orders, max_size=40))
 def test_encode_then_decode_is_the_identity(order_list: list[book_mod.Order]) -> None:
-    """Any book, order of orders, vAMM flags and int64 extremes included, decodes equal."""
+    """Any book, order of orders, vAMM flags and int64 extremes included, decodes equal (as
+    Order objects with vAMM orders, else as a table), and its canonical hash is the same
+    computed on its columns."""
     book = book_mod.Book("SOL-PERP", 0, 123, 1_700_000_000, 150_000_000, tuple(order_list))
     ids = {k: i + 1 for i, k in enumerate(KEYS)}
     data = books.encode(book, ids)
     assert books.account_ids(data, len(order_list)) == {
         ids[k] for o in order_list for k in (o.user, o.authority)
     }
+    assert books.canonical_sha256_of(
+        books.columns_of(book, ids), {i: k for k, i in ids.items()}
+    ) == books.canonical_sha256(book)
     restored = books.decode(
         data,
         len(order_list),

@@ -27,6 +27,7 @@ from datetime import UTC
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import sqlalchemy as sa
@@ -37,13 +38,14 @@ from driftsnap import calendar
 from driftsnap.errors import InputError
 from driftsnap.flows import close as close_flow
 from driftsnap.flows.errors import NotClosedError
-from driftsnap.scoring import book as book_mod
 from driftsnap.scoring import digest, methods
 from driftsnap.store import books, closes, database, schema, weeks
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Mapping
     from pathlib import Path
+
+    import numpy.typing as npt
 
 FORMAT = 1
 _PARTS = ("close.json", "snapshots.parquet", "orders.parquet", "fills.parquet", "ticks.parquet")
@@ -81,38 +83,18 @@ def export_week(engine: sa.Engine, week: calendar.Week, out: Path) -> dict[str, 
         snaps: dict[str, list[Any]] = {
             k: [] for k in ("tick_at", "market_index", "market", "slot", "ts", "oracle_price")
         }
-        orders: dict[str, list[Any]] = {
-            k: [] for k in ("snapshot", "user", "authority", "flags", "price", "size", "order_id")
-        }
-        for i, b in enumerate(closes.week_books(conn, week, done.books_hash)):
+        chunks: list[books.Columns] = []
+        pubkeys: Mapping[int, str] = {}
+        for b in closes.week_books(conn, week, done.books_hash):
             snaps["tick_at"].append(b.tick_at)
             for key in ("market_index", "market", "slot", "ts", "oracle_price"):
                 snaps[key].append(getattr(b.book, key))
-            for o in b.book.orders:
-                orders["snapshot"].append(i)
-                orders["user"].append(o.user)
-                orders["authority"].append(o.authority)
-                orders["flags"].append(
-                    (books.ASK if o.side is book_mod.Side.ASK else 0)
-                    | (books.VAMM if o.is_vamm else 0)
-                )
-                orders["price"].append(o.price)
-                orders["size"].append(o.size)
-                orders["order_id"].append(o.order_id)
+            if b.columns is None or b.pubkeys is None:
+                raise TypeError("week_books read a book without its columns")
+            chunks.append(b.columns)
+            pubkeys = b.pubkeys  # one mapping, growing as books are read: names every id
         parts["snapshots.parquet"] = _parquet(pa.table(snaps))
-        parts["orders.parquet"] = _parquet(
-            pa.table(
-                {
-                    "snapshot": pa.array(orders["snapshot"], pa.int32()),
-                    "user": pa.array(orders["user"], pa.string()).dictionary_encode(),
-                    "authority": pa.array(orders["authority"], pa.string()).dictionary_encode(),
-                    "flags": pa.array(orders["flags"], pa.uint8()),
-                    "price": pa.array(orders["price"], pa.int64()),
-                    "size": pa.array(orders["size"], pa.int64()),
-                    "order_id": pa.array(orders["order_id"], pa.int64()),
-                }
-            )
-        )
+        parts["orders.parquet"] = _parquet(_orders_table(chunks, pubkeys))
         fills = closes.fill_facts(conn, week)
         parts["fills.parquet"] = _parquet(
             pa.Table.from_pylist(
@@ -231,48 +213,102 @@ class _Differs(Exception):  # noqa: N818  (not an error: a finding)
     """The archive differs from itself: the first difference, as verify reports it."""
 
 
+def _orders_table(chunks: list[books.Columns], pubkeys: Mapping[int, str]) -> pa.Table:
+    """Every order of the week's books (``chunks``: their stored columns, in order), with its
+    snapshot's row number; accounts as public keys, dictionary-encoded in order of first
+    appearance (as ``dictionary_encode`` of the keys would give them)."""
+    snapshot = np.repeat(np.arange(len(chunks), dtype=np.int32), [len(c[0]) for c in chunks])
+    joined = [
+        np.concatenate([c[k] for c in chunks]) if chunks else np.empty(0, dtype=np.int64)
+        for k in range(6)
+    ]
+
+    def keys(ids: npt.NDArray[Any]) -> pa.DictionaryArray:
+        unique, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
+        by_first = np.argsort(first, kind="stable")
+        rank = np.empty(len(unique), dtype=np.int32)
+        rank[by_first] = np.arange(len(unique), dtype=np.int32)
+        names = pa.array([pubkeys[int(i)] for i in unique[by_first].tolist()], pa.string())
+        return pa.DictionaryArray.from_arrays(pa.array(rank[inverse.reshape(-1)]), names)
+
+    return pa.table(
+        {
+            "snapshot": pa.array(snapshot, pa.int32()),
+            "user": keys(joined[0]),
+            "authority": keys(joined[1]),
+            "flags": pa.array(joined[2].astype(np.uint8), pa.uint8()),
+            "price": pa.array(joined[3].astype(np.int64), pa.int64()),
+            "size": pa.array(joined[4].astype(np.int64), pa.int64()),
+            "order_id": pa.array(joined[5].astype(np.int64), pa.int64()),
+        }
+    )
+
+
+def _dictionary(orders: pa.Table, name: str) -> tuple[npt.NDArray[np.int32], dict[int, str]]:
+    """A key column of orders.parquet as codes and the keys they stand for."""
+    column = orders.column(name).combine_chunks()
+    if not pa.types.is_dictionary(column.type):
+        column = column.dictionary_encode()
+    if column.null_count:
+        raise _Differs(f"orders.parquet: a {name} is missing")
+    codes = column.indices.to_numpy(zero_copy_only=False).astype(np.int32)
+    return codes, dict(enumerate(column.dictionary.to_pylist()))
+
+
 def _books(parts: dict[str, bytes]) -> Iterator[closes.StoredBook]:
     snaps = pq.read_table(io.BytesIO(parts["snapshots.parquet"])).to_pydict()
-    orders = pq.read_table(io.BytesIO(parts["orders.parquet"]))
-    cols = {n: orders.column(n).to_pylist() for n in orders.column_names}
-    start = 0
-    n = len(cols["snapshot"])
+    orders = pq.read_table(
+        io.BytesIO(parts["orders.parquet"]), read_dictionary=["user", "authority"]
+    )
+    # Users and authorities as codes into one table of keys, one code per key (the canonical
+    # hash, like the database's account ids, needs one id per public key).
+    names: dict[str, int] = {}
+    codes = []
+    for name in ("user", "authority"):
+        column, keys = _dictionary(orders, name)
+        to_id = np.array([names.setdefault(k, len(names)) for k in keys.values()], dtype=np.int32)
+        codes.append(to_id[column] if len(column) else column)
+    user, authority = codes
+    pubkeys = {i: k for k, i in names.items()}
+    numeric = {}
+    for name, dtype in (("snapshot", np.int64), ("flags", np.uint8), ("price", np.int64),
+                        ("size", np.int64), ("order_id", np.int64)):  # fmt: skip
+        column = orders.column(name)
+        if column.null_count:
+            raise _Differs(f"orders.parquet: a {name} is missing")
+        numeric[name] = column.to_numpy().astype(dtype)
+    snapshot = numeric["snapshot"]
+    n = len(snapshot)
+    if n and (np.any(np.diff(snapshot) < 0) or snapshot[0] < 0):
+        raise _Differs("orders.parquet: orders out of snapshot order")
+    bounds = np.searchsorted(snapshot, np.arange(len(snaps["tick_at"]) + 1), side="left")
     for i, at in enumerate(snaps["tick_at"]):
-        end = start
-        while end < n and cols["snapshot"][end] == i:
-            end += 1
-        book = book_mod.Book(
+        rows = slice(int(bounds[i]), int(bounds[i + 1]))
+        columns: books.Columns = (
+            user[rows], authority[rows], numeric["flags"][rows], numeric["price"][rows],
+            numeric["size"][rows], numeric["order_id"][rows],
+        )  # fmt: skip
+        book = books.book_of(
+            columns,
+            pubkeys,
             market=snaps["market"][i],
             market_index=snaps["market_index"][i],
             slot=snaps["slot"][i],
             ts=snaps["ts"][i],
             oracle_price=snaps["oracle_price"][i],
-            orders=tuple(
-                book_mod.Order(
-                    user=cols["user"][j],
-                    authority=cols["authority"][j],
-                    side=book_mod.Side.ASK if cols["flags"][j] & books.ASK else book_mod.Side.BID,
-                    price=cols["price"][j],
-                    size=cols["size"][j],
-                    order_id=cols["order_id"][j],
-                    is_vamm=bool(cols["flags"][j] & books.VAMM),
-                )
-                for j in range(start, end)
-            ),
         )
-        start = end
         leaf = digest.BookLeaf(
             at.astimezone(UTC).isoformat(),
             book.market_index,
             book.slot,
             book.ts,
             book.oracle_price,
-            len(book.orders),
-            books.canonical_sha256(book),
+            rows.stop - rows.start,
+            books.canonical_sha256_of(columns, pubkeys),
         )
         yield closes.StoredBook(at, book, leaf)
-    if start != n:
-        raise _Differs(f"orders.parquet: {n - start} orders of no snapshot")
+    if int(bounds[-1]) != n:
+        raise _Differs(f"orders.parquet: {n - int(bounds[-1])} orders of no snapshot")
 
 
 def verify_archive(path: Path) -> close_flow.Verification:

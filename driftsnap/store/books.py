@@ -133,6 +133,26 @@ def canonical_sha256(book: book_mod.Book) -> str:
     return hashlib.sha256(head + _raw(book, local)).hexdigest()
 
 
+def canonical_sha256_of(columns: Columns, pubkeys: Mapping[int, str]) -> str:
+    """:func:`canonical_sha256` of the book of stored ``columns`` (accounts as ids, ``pubkeys``
+    naming them), computed on the columns."""
+    n = len(columns[0])
+    seq = np.empty(2 * n, dtype=_DTYPES[0])
+    seq[0::2] = columns[0]
+    seq[1::2] = columns[1]
+    unique, first = np.unique(seq, return_index=True)
+    by_first = np.argsort(first, kind="stable")
+    rank = np.empty(len(unique), dtype=_DTYPES[0])
+    rank[by_first] = np.arange(len(unique), dtype=_DTYPES[0])
+    local = rank[np.searchsorted(unique, seq)]
+    head = "\n".join(pubkeys[int(i)] for i in unique[by_first]).encode() + b"\0"
+    body = [local[0::2].tobytes(), local[1::2].tobytes()]
+    body.extend(
+        c.astype(d, copy=False).tobytes() for c, d in zip(columns[2:], _DTYPES[2:], strict=True)
+    )
+    return hashlib.sha256(head + b"".join(body)).hexdigest()
+
+
 def encode_with_hash(
     book: book_mod.Book,
     ids: Mapping[str, int],
@@ -144,18 +164,8 @@ def encode_with_hash(
     a format-2 delta against it when that is exact and worth it, else format 1."""
     columns = columns_of(book, ids)
     raw = b"".join(c.tobytes() for c in columns)
-    n = len(book.orders)
-    seq = np.empty(2 * n, dtype=_DTYPES[0])
-    seq[0::2] = np.frombuffer(raw, dtype=_DTYPES[0], count=n)
-    seq[1::2] = np.frombuffer(raw, dtype=_DTYPES[1], count=n, offset=4 * n)
-    unique, first = np.unique(seq, return_index=True)
-    by_first = np.argsort(first, kind="stable")
-    rank = np.empty(len(unique), dtype=_DTYPES[0])
-    rank[by_first] = np.arange(len(unique), dtype=_DTYPES[0])
-    local = rank[np.searchsorted(unique, seq)]
-    head = "\n".join(pubkeys[int(i)] for i in unique[by_first]).encode() + b"\0"
-    body = local[0::2].tobytes() + local[1::2].tobytes() + raw[8 * n :]
-    sha256 = hashlib.sha256(head + body).hexdigest()
+    n = len(columns[0])
+    sha256 = canonical_sha256_of(columns, pubkeys)
     compressor = zstandard.ZstdCompressor(level=_LEVEL)
     delta = None if base is None else _delta(columns, base)
     if base is not None and delta is not None:
@@ -328,7 +338,67 @@ def book_of(
     ts: int,
     oracle_price: int,
 ) -> book_mod.Book:
-    """The :class:`Book` of stored ``columns``; ``pubkeys`` maps account ids to public keys."""
+    """The :class:`Book` of stored ``columns``; ``pubkeys`` maps account ids to public keys.
+
+    Backed by an :class:`~driftsnap.scoring.book.OrderTable` (scored on its columns, its
+    ``Order`` objects built only if read), unless it holds vAMM orders, which a table cannot.
+    """
+    user, authority, flag_column, price, size, order_id = columns
+    flags = np.asarray(flag_column, dtype=np.uint8)
+    if not (flags & VAMM).any():
+        users, user_ix = _named(user, pubkeys)
+        authorities, authority_ix = _named(authority, pubkeys)
+        table = book_mod.OrderTable(
+            side=(flags & ASK).astype(np.int8),
+            price=np.asarray(price, dtype=np.int64),
+            size=np.asarray(size, dtype=np.int64),
+            order_id=np.asarray(order_id, dtype=np.int64),
+            user=user_ix,
+            authority=authority_ix,
+            users=users,
+            authorities=authorities,
+        )
+        return book_mod.Book(
+            market=market,
+            market_index=market_index,
+            slot=slot,
+            ts=ts,
+            oracle_price=oracle_price,
+            table=table,
+        )
+    return _book_of_orders(
+        columns,
+        pubkeys,
+        market=market,
+        market_index=market_index,
+        slot=slot,
+        ts=ts,
+        oracle_price=oracle_price,
+    )
+
+
+def _named(
+    ids: npt.NDArray[np.generic], pubkeys: Mapping[int, str]
+) -> tuple[tuple[str, ...], npt.NDArray[np.intp]]:
+    """The public keys of ``ids`` sorted as strings, and each id's position among them."""
+    present, inverse = np.unique(ids, return_inverse=True)
+    names = [pubkeys[int(i)] for i in present.tolist()]
+    by_name = sorted(range(len(names)), key=names.__getitem__)
+    rank = np.empty(len(names), dtype=np.intp)
+    rank[by_name] = np.arange(len(names), dtype=np.intp)
+    return tuple(names[i] for i in by_name), rank[inverse.reshape(-1)]
+
+
+def _book_of_orders(
+    columns: Columns,
+    pubkeys: Mapping[int, str],
+    *,
+    market: str,
+    market_index: int,
+    slot: int,
+    ts: int,
+    oracle_price: int,
+) -> book_mod.Book:
     user, authority, flags, price, size, order_id = (c.tolist() for c in columns)
     return book_mod.Book(
         market=market,

@@ -18,7 +18,7 @@ seed record, fills); this module only ever inserts them.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -29,7 +29,7 @@ from driftsnap.store import bookchain, books, schema
 from driftsnap.store.errors import StoreError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Sequence
+    from collections.abc import Iterable, Iterator, Mapping, Sequence
     from datetime import date
     from decimal import Decimal
 
@@ -202,6 +202,9 @@ class StoredBook:
     tick_at: datetime
     book: book_mod.Book
     leaf: digest.BookLeaf
+    # Its columns (accounts as ids) and the ids' public keys: what an export writes, read once.
+    columns: books.Columns | None = field(default=None, compare=False, repr=False)
+    pubkeys: Mapping[int, str] | None = field(default=None, compare=False, repr=False)
 
 
 def week_books(
@@ -263,12 +266,12 @@ def week_books(
             r.oracle_price,
             r.orders,
             (
-                books.canonical_sha256(book)
+                books.canonical_sha256_of(columns, pubkeys)
                 if books_hash == books.CANONICAL_HASH
                 else hashlib.sha256(bytes(r.book)).hexdigest()
             ),
         )
-        yield StoredBook(r.tick_at, book, leaf)
+        yield StoredBook(r.tick_at, book, leaf, columns, pubkeys)
 
 
 def _iso(at: datetime) -> str:
