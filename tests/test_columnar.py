@@ -15,12 +15,16 @@ from typing import Any
 
 import numpy as np
 import pytest
+import sqlalchemy as sa
 
 from driftsnap import protocol
 from driftsnap.chain import accounts, books, eligibility, idl, markets, users
 from driftsnap.scoring import book as book_mod
 from driftsnap.scoring import methods, scorer
 from driftsnap.simnet import model, scenarios
+from driftsnap.store import books as store_books
+from driftsnap.store import snapshots
+from tests import pg
 
 SEED = 7
 
@@ -201,3 +205,29 @@ def test_a_book_built_from_a_table_reads_like_one_built_from_orders(chain: dict[
     assert moved.slot == book.slot + 1
     fewer = dataclasses.replace(book, orders=book.orders[:3])
     assert len(fewer.columns("authority", include_vamm=False)) == 3 == fewer.order_count
+
+
+def test_the_store_writes_a_table_book_without_building_its_orders(
+    chain: dict[str, Any], pg_engine: sa.Engine
+) -> None:
+    """write_tick takes a table book's columns as they are (no Order objects built, the daemon's
+    path), stores what the object path would, and the tick's counts are the book's."""
+    ours, _ = _columnar_books(chain)
+    theirs, _ = _object_books(chain)
+    markets_ = [
+        snapshots.MarketSnapshot(b, tuple(scorer.score(b, m) for m in pg.METHODS))
+        for b in ours.values()
+    ]
+    with pg_engine.begin() as conn:
+        assert snapshots.write_tick(conn, pg.ok_tick(pg.MONDAY), markets_, methods=pg.METHODS)
+    assert all(b.__dict__["_orders"] is None for b in ours.values()), "Orders were built"
+    with pg_engine.connect() as conn:
+        header = conn.execute(sa.text("SELECT orders, makers FROM ticks")).one()
+        for index, book in theirs.items():
+            assert snapshots.read_book(conn, pg.MONDAY, book.market) == book
+            stored = conn.execute(
+                sa.text("SELECT book_sha256 FROM snapshots WHERE market_index = :i"), {"i": index}
+            ).scalar_one()
+            assert stored == store_books.canonical_sha256(book)
+    assert header.orders == sum(b.order_count for b in theirs.values())
+    assert header.makers == len({o.authority for b in theirs.values() for o in b.orders})

@@ -150,7 +150,7 @@ def collapsed(
         return snap
     for market in snap.markets:
         was = before.get(market.market_index, 0)
-        now = len(snap.books[market.market_index].orders)
+        now = snap.books[market.market_index].order_count
         if was < min_orders or now >= was * (1 - max_drop):
             continue
         rejection = snapshot.Rejection.BOOK_COLLAPSE
@@ -320,7 +320,7 @@ class Ticker:
                 self._owe(interval, at, reason(no_time), no_time)
                 return None
         if snap.ok:
-            counts = {index: len(book.orders) for index, book in snap.books.items()}
+            counts = {index: book.order_count for index, book in snap.books.items()}
             snap = collapsed(
                 snap,
                 self._orders,
@@ -373,8 +373,8 @@ class Ticker:
             reason=tick.reason,
             slot=snap.slot,
             markets=len(market_rows),
-            orders=sum(len(m.book.orders) for m in market_rows),
-            makers=len({o.authority for m in market_rows for o in m.book.orders}),
+            orders=sum(m.book.order_count for m in market_rows),
+            makers=len(set().union(*(m.book.authorities() for m in market_rows))),
             missed_written=missed,
             ms=tick.duration_ms + write_ms,
             rpc_ms=rpc_ms,

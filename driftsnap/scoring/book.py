@@ -157,6 +157,18 @@ class Book:
     table: OrderTable | None = field(default=None, compare=False, repr=False)
 
     @property
+    def source_table(self) -> OrderTable | None:
+        """The table the orders come from (``None``: the book was given its orders)."""
+        return None if self.__dict__["_given"] else self.table
+
+    def authorities(self) -> set[str]:
+        """The authorities (wallets) of the book's orders, without materialising them."""
+        table = self.source_table
+        if table is None:
+            return {o.authority for o in self.orders}
+        return {table.authorities[i] for i in np.unique(table.authority).tolist()}
+
+    @property
     def order_count(self) -> int:
         """The number of orders, without materialising them."""
         if self.table is not None and not self.__dict__["_given"]:

@@ -41,7 +41,7 @@ from driftsnap.scoring import book as book_mod
 from driftsnap.store.errors import IntegrityError
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
     import numpy.typing as npt
 
@@ -91,7 +91,18 @@ def _raw(book: book_mod.Book, ids: Mapping[str, int]) -> bytes:
 
 
 def columns_of(book: book_mod.Book, ids: Mapping[str, int]) -> Columns:
-    """The six columns of ``book``, accounts as ``ids`` gives them."""
+    """The six columns of ``book``, accounts as ``ids`` gives them (from its table when it has
+    one: the daemon's books, whose Order objects are then never built)."""
+    table = book.source_table
+    if table is not None:
+        return (
+            _ids_of(table.user, table.users, ids),
+            _ids_of(table.authority, table.authorities, ids),
+            (table.side.astype(np.uint8) & ASK),
+            table.price.astype(_DTYPES[3]),
+            table.size.astype(_DTYPES[4]),
+            table.order_id.astype(_DTYPES[5]),
+        )
     orders = book.orders
     n = len(orders)
     try:
@@ -115,6 +126,29 @@ def columns_of(book: book_mod.Book, ids: Mapping[str, int]) -> Columns:
             f"{book.market} at slot {book.slot}: an order's price, size or id exceeds int64"
         ) from None
     return columns
+
+
+def _ids_of(
+    index: npt.NDArray[np.intp], names: Sequence[str], ids: Mapping[str, int]
+) -> npt.NDArray[np.int32]:
+    """The account ids of a table's name column (each name looked up once)."""
+    present, inverse = np.unique(index, return_inverse=True)
+    mapped = np.array([ids[names[i]] for i in present.tolist()], dtype=_DTYPES[0])
+    return mapped[inverse.reshape(-1)] if len(index) else np.empty(0, dtype=_DTYPES[0])
+
+
+def accounts_of(book: book_mod.Book) -> tuple[set[str], set[tuple[str, str]]]:
+    """The public keys ``book``'s orders name (users and authorities), and its (user,
+    authority) pairs, from its table when it has one."""
+    table = book.source_table
+    if table is None:
+        pairs = {(o.user, o.authority) for o in book.orders}
+    elif len(table):
+        both = np.unique(np.stack([table.user, table.authority], axis=1), axis=0).tolist()
+        pairs = {(table.users[u], table.authorities[a]) for u, a in both}
+    else:
+        pairs = set()
+    return {k for pair in pairs for k in pair}, pairs
 
 
 def canonical_sha256(book: book_mod.Book) -> str:

@@ -166,8 +166,8 @@ def _write(
             gpa_slot=tick.gpa_slot,
             market_slot=tick.market_slot,
             markets=len(ok_books),
-            orders=sum(len(b.orders) for b in ok_books),
-            makers=len({o.authority for b in ok_books for o in b.orders}),
+            orders=sum(b.order_count for b in ok_books),
+            makers=len(set().union(*(b.authorities() for b in ok_books))),
             duration_ms=tick.duration_ms,
         )
         .on_conflict_do_nothing(index_elements=[schema.ticks.c.tick_at])
@@ -205,14 +205,11 @@ def _write_markets(
     _ensure_markets(conn, [s.book for s in markets])
     method_ids = _method_ids(conn, by_hash.values())
     ok = [s for s in markets if not s.rejected]
-    ids, new = _account_ids(
-        cur, {k for s in ok for o in s.book.orders for k in (o.user, o.authority)}
-    )
+    named = [books.accounts_of(s.book) for s in ok]
+    ids, new = _account_ids(cur, {k for keys, _ in named for k in keys})
     if new:
         # A User account's authority is recorded in the tick that first sees the account.
-        users = {
-            (ids[o.user], ids[o.authority]) for s in ok for o in s.book.orders if o.user in new
-        }
+        users = {(ids[u], ids[a]) for _, pairs in named for u, a in pairs if u in new}
         cur.execute(
             _USER_ACCOUNTS, {"users": [u for u, _ in users], "auths": [a for _, a in users]}
         )
@@ -241,7 +238,7 @@ def _write_markets(
                 s.book.slot,
                 s.book.ts,
                 s.book.oracle_price,
-                len(s.book.orders),
+                s.book.order_count,
                 *stored.get(s.book.market_index, (None, None, None, None)),
             )
             for s in markets
