@@ -27,12 +27,19 @@ if TYPE_CHECKING:
 
 
 class ExactSum:
-    """An exactly accumulated float sum: add, merge, and read it correctly rounded."""
+    """An exactly accumulated float sum: add, merge, and read it correctly rounded.
 
-    __slots__ = ("_partials",)
+    Every finite float is an integer multiple of 2**-1074, so the sum is kept as that integer
+    (Python's ints are exact at any size) and read as the correctly rounded quotient: the same
+    value as ``math.fsum`` of every value added, in any order or split, a few times faster to
+    add than Shewchuk's partials. A sum of only negative zeros reads -0.0, as fsum gives it.
+    """
+
+    __slots__ = ("_negative_zero", "_units")
 
     def __init__(self, values: Iterable[float] = ()) -> None:
-        self._partials: list[float] = []
+        self._units = 0  # the sum, in units of 2**-1074
+        self._negative_zero: bool | None = None  # None: nothing added; True: only -0.0 so far
         for v in values:
             self.add(v)
 
@@ -40,27 +47,27 @@ class ExactSum:
         """Add ``x`` exactly; :class:`ScoringError` if it is not finite."""
         if not math.isfinite(x):
             raise ScoringError(f"cannot sum a non-finite score: {x}")
-        partials = self._partials
-        i = 0
-        for p in partials:
-            big, small = (p, x) if abs(x) < abs(p) else (x, p)
-            hi = big + small
-            lo = small - (hi - big)
-            if lo:
-                partials[i] = lo
-                i += 1
-            x = hi
-        partials[i:] = [x]
+        numerator, denominator = x.as_integer_ratio()  # the denominator is a power of two
+        self._units += numerator << (_UNIT_BITS + 1 - denominator.bit_length())
+        if self._negative_zero is not False:
+            self._negative_zero = x == 0 and math.copysign(1.0, x) < 0
 
     def merge(self, other: ExactSum) -> None:
         """Add ``other``'s sum exactly."""
-        for p in other._partials:
-            self.add(p)
+        self._units += other._units
+        if other._negative_zero is not None and self._negative_zero is not False:
+            self._negative_zero = other._negative_zero
 
     @property
     def value(self) -> float:
         """The sum, correctly rounded."""
-        return math.fsum(self._partials)
+        if not self._units:
+            return -0.0 if self._negative_zero else 0.0
+        return self._units / _UNIT  # int / int: correctly rounded
+
+
+_UNIT_BITS = 1074
+_UNIT = 1 << _UNIT_BITS
 
 
 Aggregation = Literal["sum", "normalized"]
@@ -106,8 +113,12 @@ class WeekAccumulator:
             contributions = {
                 m: (s / total if total > 0 else 0.0) for m, s in snapshot.scores.items()
             }
+        totals = acc.totals
         for maker, value in contributions.items():
-            acc.totals.setdefault(maker, ExactSum()).add(value)
+            kept = totals.get(maker)
+            if kept is None:
+                kept = totals[maker] = ExactSum()
+            kept.add(value)
 
     def merge(self, other: WeekAccumulator) -> None:
         """Add ``other``'s totals (same aggregation and parameter set) into these."""
