@@ -167,26 +167,38 @@ def authority_buckets(
         total = sa.func.sum(ms.c.score).over(partition_by=(ms.c.tick_at, ms.c.market_index))
         value = sa.func.coalesce(ms.c.score / sa.func.nullif(total, 0), 0.0)
     source, who = _with_authority(ms, by_user=by_user)
-    scores = (
+    selected = (
         sa.select(ms.c.tick_at, ms.c.market_index, who.label("authority_id"), value.label("value"))
         .select_from(source)
         .where(_in_week(ms.c.tick_at, week), ms.c.method_id == method)
-        .subquery()
-    )
-    query = sa.select(
-        k.c.name,
-        a.c.pubkey,
-        (bucket := _bucket(scores.c.tick_at, week, width_s).label("bucket")),
-        sa.func.sum(scores.c.value),
-        sa.func.count(sa.distinct(scores.c.tick_at)),
-    ).select_from(
-        scores.join(k, k.c.market_index == scores.c.market_index).join(
-            a, a.c.account_id == scores.c.authority_id
-        )
     )
     if authority is not None:
-        query = query.where(scores.c.authority_id == authority)
-    rows = conn.execute(query.group_by(k.c.name, a.c.pubkey, bucket).order_by(k.c.name, bucket))
+        selected = selected.where(who == authority)
+    scores = selected.subquery()
+    # Grouped on ids, named after: tens of millions of rows a mainnet-scale week. A maker has
+    # one score a snapshot, so under maker_key = authority the snapshots are a plain count.
+    bucket = _bucket(scores.c.tick_at, week, width_s).label("bucket")
+    quoted = sa.func.count(sa.distinct(scores.c.tick_at)) if by_user else sa.func.count()
+    grouped = (
+        sa.select(
+            scores.c.market_index,
+            scores.c.authority_id,
+            bucket,
+            sa.func.sum(scores.c.value).label("value"),
+            quoted.label("quoted"),
+        )
+        .group_by(scores.c.market_index, scores.c.authority_id, bucket)
+        .subquery()
+    )
+    rows = conn.execute(
+        sa.select(k.c.name, a.c.pubkey, grouped.c.bucket, grouped.c.value, grouped.c.quoted)
+        .select_from(
+            grouped.join(k, k.c.market_index == grouped.c.market_index).join(
+                a, a.c.account_id == grouped.c.authority_id
+            )
+        )
+        .order_by(k.c.name, grouped.c.bucket)
+    )
     return [AuthorityBucket(m, who, b, float(v), int(n)) for m, who, b, v, n in rows]
 
 
@@ -374,22 +386,38 @@ def two_sided(
     or its stored cells)."""
     sd, k, a = schema.tick_maker_sides, schema.markets, schema.accounts
     source, who = _with_authority(sd, by_user=by_user)
-    both = (
-        sa.select(sd.c.tick_at, sd.c.market_index, who.label("authority_id"))
-        .select_from(source)
-        .where(_in_week(sd.c.tick_at, week), sd.c.method_id == method)
-        .group_by(sd.c.tick_at, sd.c.market_index, who)
-        .having(sa.and_(sa.func.bool_or(sd.c.bid), sa.func.bool_or(sd.c.ask)))
-        .subquery()
-    )
+    in_week = sa.and_(_in_week(sd.c.tick_at, week), sd.c.method_id == method)
+    if by_user:
+        # An authority is two-sided in a snapshot when its User accounts together are.
+        both = (
+            sa.select(sd.c.tick_at, sd.c.market_index, who.label("authority_id"))
+            .select_from(source)
+            .where(in_week)
+            .group_by(sd.c.tick_at, sd.c.market_index, who)
+            .having(sa.and_(sa.func.bool_or(sd.c.bid), sa.func.bool_or(sd.c.ask)))
+            .subquery()
+        )
+        counted = (
+            sa.select(both.c.market_index, both.c.authority_id, sa.func.count().label("n"))
+            .group_by(both.c.market_index, both.c.authority_id)
+            .subquery()
+        )
+    else:
+        # One row a snapshot per maker, the maker its own authority: a filtered count.
+        counted = (
+            sa.select(sd.c.market_index, who.label("authority_id"), sa.func.count().label("n"))
+            .select_from(source)
+            .where(in_week, sd.c.bid, sd.c.ask)
+            .group_by(sd.c.market_index, who)
+            .subquery()
+        )
     rows = conn.execute(
-        sa.select(k.c.name, a.c.pubkey, sa.func.count())
+        sa.select(k.c.name, a.c.pubkey, counted.c.n)
         .select_from(
-            both.join(k, k.c.market_index == both.c.market_index).join(
-                a, a.c.account_id == both.c.authority_id
+            counted.join(k, k.c.market_index == counted.c.market_index).join(
+                a, a.c.account_id == counted.c.authority_id
             )
         )
-        .group_by(k.c.name, a.c.pubkey)
         .order_by(k.c.name, a.c.pubkey)
     )
     return [TwoSided(m, who_, int(n)) for m, who_, n in rows]
