@@ -19,6 +19,10 @@ Sections (``--only`` takes any of them, repeated or comma-separated; default all
               and < 30 s) and the week's size on disk (target < 1 GiB at 60 s).
 ``scale``     the driftsnap pipeline at 1k, 5k, 10k and 20k User accounts: time per 1k users
               against a straight line from the smallest size (target: within 25 %).
+``storage``   disk per ok tick by table at mainnet scale, the program's markets and all 28, at 60 s
+              and 10 s cadence: the layout before migration 0008 (its code, from git history)
+              and today's, side by side on the same ticks (targets at 60 s, issue 16: ≤ 1 MiB
+              for all markets, ≤ 0.2 MiB for the program's; bench/bench_storage.py).
 
 ``--quick`` is a smoke run: the smallest sizes (1,000 users, a 48th of a week) and few repeats;
 its figures are not the ones to quote. The database sections use ``--url`` (a superuser URL; also
@@ -54,6 +58,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import bench_close
 import bench_decode
+import bench_storage
 import bench_store
 import sqlalchemy as sa
 
@@ -64,7 +69,7 @@ from driftsnap.store import database, snapshots
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
-SECTIONS: Final = ("pipeline", "floor", "write", "close", "scale")
+SECTIONS: Final = ("pipeline", "floor", "write", "close", "scale", "storage")
 ROOT: Final = Path(__file__).resolve().parent.parent
 URL_ENV: Final = "DRIFTSNAP_BENCH_DATABASE_URL"
 
@@ -89,14 +94,15 @@ class Plan:
     week_share: int  # 1: the whole week; n: the first 1/n of it
     templates: int  # distinct simulated ticks repeated through the week
     scale: tuple[int, ...]  # User accounts of the scale curve
+    storage_ticks: int  # ticks measured per storage case
 
     def scenario(self) -> scenarios.Scenario:
         base = scenarios.MAINNET_SCALE
         return base if self.users is None else bench_decode.scaled(base, self.users)
 
 
-FULL = Plan(None, 7, 3, 5, 1, 60, (1_000, 5_000, 10_000, 20_000))
-QUICK = Plan(1_000, 3, 1, 2, 48, 6, (250, 500, 1_000, 2_000))
+FULL = Plan(None, 7, 3, 5, 1, 60, (1_000, 5_000, 10_000, 20_000), 12)
+QUICK = Plan(1_000, 3, 1, 2, 48, 6, (250, 500, 1_000, 2_000), 2)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -512,6 +518,46 @@ def close_section(report: Report, plan: Plan, admin: sa.URL, tmp: Path) -> None:
         )
 
 
+def storage_section(report: Report, plan: Plan, admin: sa.URL, tmp: Path) -> None:
+    """Disk per ok tick by table, the layout before migration 0008 and today's (issue 16)."""
+    quick = plan is QUICK
+    progress("storage: simulating ticks" + (" (the default scenario only)" if quick else ""))
+    mib = 2**20
+    for case, before, after in bench_storage.run(admin, plan.storage_ticks, tmp, quick=quick):
+        target = bench_storage.TARGETS_MIB.get(case.key) if case.cadence_s == 60 else None
+        total = after.total_mean()
+        was = None if before is None else before.total_mean()
+        report.rows.append(
+            Row(
+                f"storage.{case.key}.{case.cadence_s}s",
+                f"6 disk per ok tick, {case.label}",
+                f"{total / mib:.3f} MiB",
+                "no git history" if was is None else f"{was / mib:.3f} MiB before 0008",
+                "—" if not was else f"{was / total:.1f}x less",
+                "—" if target is None else f"≤ {target} MiB",
+                None if target is None else total <= target * mib,
+                {
+                    "after": after.as_json(),
+                    "before": None if before is None else before.as_json(),
+                    "week_gib_after": total * (7 * 86400 // case.cadence_s) / 2**30,
+                },
+            )
+        )
+        tables = sorted(after.mean().items(), key=lambda kv: -kv[1])
+        report.details.append(
+            f"storage, {case.label}: mean of {len(after.ticks)} ticks"
+            f" (median {after.total_median() / mib:.3f} MiB); write median"
+            f" {statistics.median(after.write_s) * 1000:.0f} ms"
+            + (
+                ""
+                if before is None
+                else f" (before: {statistics.median(before.write_s) * 1000:.0f} ms)"
+            )
+            + "; by table: "
+            + ", ".join(f"{t} {n / mib:.3f}" for t, n in tables if n >= mib / 1000)
+        )
+
+
 def scale_section(report: Report, plan: Plan) -> None:
     points: list[tuple[int, int, float]] = []  # (users asked, users in the response, CPU s)
     for users in plan.scale:
@@ -624,7 +670,7 @@ def main() -> None:
     plan = QUICK if args.quick else FULL
     report = Report()
     command = _command()
-    needs_db = bool(wanted & {"write", "close"})
+    needs_db = bool(wanted & {"write", "close", "storage"})
     started = time.perf_counter()
     with (
         tempfile.TemporaryDirectory(prefix="driftsnap-bench-") as tmp_dir,
@@ -656,6 +702,8 @@ def main() -> None:
             close_section(report, plan, admin, tmp)
         if "scale" in wanted:
             scale_section(report, plan)
+        if admin is not None and "storage" in wanted:
+            storage_section(report, plan, admin, tmp)
     finish(report, facts, command=command, plan=plan, args=args, started=started)
 
 
