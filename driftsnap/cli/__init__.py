@@ -23,6 +23,7 @@ from driftsnap import __version__, config, logs
 from driftsnap.cli import (
     books,
     close,
+    completion,
     db,
     export,
     fills,
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
 Handler = Callable[[argparse.Namespace, config.Settings], int]
 
 # In the order of `driftsnap --help`.
-COMMANDS = (score, books, db, scores, fills, simnet, run, close, export, makers, report)
+COMMANDS = (score, books, db, scores, fills, simnet, run, close, export, makers, report, completion)
 
 EPILOG = """\
 Environment: every global flag can also be set as DRIFTSNAP_<FLAG> (e.g. DRIFTSNAP_PROGRAM_FILE,

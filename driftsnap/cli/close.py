@@ -88,6 +88,7 @@ def add(sub: Any) -> None:
         type=Path,
         help="verify an `export-week` archive instead, with no database",
     )
+    args.add_format(p)
     p.set_defaults(handler=verify_week)
 
 
@@ -182,6 +183,13 @@ def verify_week(ns: argparse.Namespace, settings: config.Settings) -> int:
         w = calendar.Week.parse(ns.week)
         with parts.open_store(settings) as db:
             result = close.verify_week(db.engine, w)
+    if ns.format == "json":
+        output.print_json(
+            output.verification_json(
+                result, source="database" if ns.from_file is None else "archive"
+            )
+        )
+        return 0 if result.ok else 1
     if result.ok:
         print(
             f"week {w}: ok — {result.books} books and {result.fills} fills recomputed, "

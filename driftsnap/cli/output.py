@@ -188,6 +188,20 @@ def print_mapping(title: str, doc: Mapping[str, Any]) -> None:
     _console.print(table)
 
 
+def verification_json(v: close.Verification, *, source: str) -> dict[str, Any]:
+    """The ``verify-week --format json`` document; ``source``: "database" or "archive".
+    ``digest`` is the stored one (``None`` when an archive fails before it is read)."""
+    return {
+        "week": str(v.week),
+        "ok": v.ok,
+        "digest": v.digest or None,
+        "difference": v.difference,
+        "books": v.books,
+        "fills": v.fills,
+        "source": source,
+    }
+
+
 # ---------------------------------------------------------------------------- payout files
 
 
