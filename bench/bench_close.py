@@ -84,6 +84,12 @@ def distinct_ticks(
     return out
 
 
+def everyone() -> config.Program:
+    """The shipped program with every maker participating: the benchmark's makers are the
+    simulator's, none of them registered (the shipped program pays registered makers only)."""
+    return config.load_program().model_copy(update={"participants": "all"})
+
+
 def detail_hashes() -> frozenset[str]:
     """The methods whose per-maker detail the daemon stores by default."""
     program = config.load_program()
@@ -252,7 +258,7 @@ def close(engine: sa.Engine, seeds: Path, *, ticks: int, cadence: timedelta) -> 
     started = time.perf_counter()
     closed = close_flow.close_week(
         engine,
-        config.load_program(),
+        everyone(),
         now=WEEK.end + timedelta(minutes=30),
         seeds=Seeds(seeds),
         week=WEEK,
@@ -322,7 +328,7 @@ def bench(
             forced = ticks < timedelta(days=7) // cadence
             started = time.perf_counter()
             again = close_flow.close_week(
-                engine, config.load_program(), now=WEEK.end + timedelta(minutes=30),
+                engine, everyone(), now=WEEK.end + timedelta(minutes=30),
                 seeds=Seeds(seeds), week=WEEK, dry_run=True, method="drift-mm-scoring",
                 force=forced, reason="benchmark: a partial week" if forced else "",
             )  # fmt: skip

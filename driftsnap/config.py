@@ -380,8 +380,6 @@ class Program(_Entry):
         dates = [p.effective_from for p in self.volume_pool]
         if len(dates) != len(set(dates)):
             raise ValueError("volume_pool: two entries with the same effective_from")
-        if self.participants == "registered" and not self.participant:
-            raise ValueError("participants = 'registered' but no [[participant]] is listed")
         return self
 
     @property

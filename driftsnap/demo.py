@@ -5,6 +5,8 @@ time) and an embedded PostgreSQL whose data lives in ``<data dir>/demo`` (``DRIF
 default the user data directory), migrates a fresh database, runs the daemon against the simulator
 at a short cadence and shows each market's makers with their score, share and projected reward,
 refreshed after every tick: a rich Live table on a terminal, a plain table per tick otherwise.
+The shipped program pays registered makers only, so the demo registers the simulator's makers
+in its database (``driftsnap makers add``'s table) before the daemon starts.
 
 The demo's database is emptied at every start: the simulator starts again from slot 0, and a
 database holding last run's later slots would reject every snapshot as going backwards. A
@@ -30,7 +32,7 @@ from sqlalchemy.pool import NullPool
 from driftsnap import calendar, config, daemon, logs
 from driftsnap.scoring import payouts
 from driftsnap.simnet import scenarios, server
-from driftsnap.store import database, migrations, queries, roles
+from driftsnap.store import database, makers, migrations, queries, roles
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -69,6 +71,17 @@ def _fresh_database(directory: Path) -> database.EmbeddedServer:
     finally:
         engine.dispose()
     return server_
+
+
+def _register(url: sa.URL, authorities: list[str]) -> None:
+    """Register ``authorities`` as participants of every week."""
+    engine = database.create_engine(url, poolclass=NullPool)
+    try:
+        with engine.begin() as conn:
+            for i, authority in enumerate(authorities, start=1):
+                makers.add_participant(conn, authority, name=f"simnet maker {i}", from_week=None)
+    finally:
+        engine.dispose()
 
 
 def _scores_table(
@@ -130,6 +143,9 @@ async def run(
         async with server.serve(
             scenario, tick_s=SLOT_S, slot_ms=round(SLOT_S * 1000), genesis_ts=int(time.time())
         ) as sim:
+            # The shipped program pays registered makers only: the demo registers the
+            # simulator's, as an operator would with `driftsnap makers add`.
+            await asyncio.to_thread(_register, pg.url, sim.sim.maker_authorities())
             print(
                 f"driftsnap demo: simulator ({scenario}) at {sim.url}; a tick every "
                 f"{settings.cadence.total_seconds():g} s at a random instant; Ctrl-C stops"

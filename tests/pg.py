@@ -15,18 +15,18 @@ import os
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
+from driftsnap import config
 from driftsnap.scoring import bookfile, methods, scorer
 from driftsnap.simnet import model, scenarios, truth
 from driftsnap.store import database, migrations, snapshots
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from driftsnap.scoring import book as book_mod
 
 ENV = "DRIFTSNAP_TEST_DATABASE_URL"
@@ -116,6 +116,10 @@ class Cluster:
 
 METHODS: tuple[methods.Method, ...] = tuple(methods.PRESETS.values())
 MONDAY = datetime(2026, 11, 16, tzinfo=UTC)  # 2026-W47
+# The shipped program paying every maker: for the tests about something else than who takes part
+# (the shipped one pays registered makers only). `DRIFTSNAP_PROGRAM_FILE` for the CLI's.
+EVERYONE_FILE = Path(__file__).with_name("everyone.toml")
+EVERYONE = config.load_program(EVERYONE_FILE)
 
 
 @functools.cache

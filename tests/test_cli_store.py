@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from driftsnap import calendar
 from driftsnap.scoring import payouts
-from driftsnap.store import database, migrations, snapshots
+from driftsnap.store import database, makers, migrations, snapshots
 from tests import pg
 
 SCRIPT = Path(sys.executable).parent / "driftsnap"
@@ -61,15 +61,20 @@ def test_scores_refuses_a_database_that_is_behind(pg_empty_url: sa.URL) -> None:
 def test_scores_prints_the_stored_week_in_every_format(
     pg_engine: sa.Engine, pg_url: sa.URL
 ) -> None:
-    """scores --week shows each maker's share; JSON rewards sum exactly to each market's pool."""
+    """scores --week shows each maker's share and whether it takes part; under the shipped
+    program only the registered makers share, their JSON rewards summing exactly to each pool."""
+    simulated = pg.simulated_books(3)
+    registered = sorted({o.authority for b in simulated[0] for o in b.orders})[:3]
     with pg_engine.begin() as conn:
-        for i, books_ in enumerate(pg.simulated_books(3)):
+        for i, books_ in enumerate(simulated):
             snapshots.write_tick(
                 conn,
                 pg.ok_tick(pg.MONDAY + timedelta(minutes=i), i),
                 pg.scored(books_),
                 methods=pg.METHODS,
             )
+        for authority in registered:
+            makers.add_participant(conn, authority, name="", from_week=None)
     env = _url_env(pg_url)
     out = run(
         "scores", "--week", str(WEEK), "--method", "drift-2023-08", "--format", "json", env=env
@@ -85,6 +90,11 @@ def test_scores_prints_the_stored_week_in_every_format(
         paid = sum(round(float(str(r["projected_reward_usdc"])) * 1e6) for r in rows)
         assert paid == payouts.MICRO_USDC * 500, market  # the shipped program: 500 USDC each
         assert abs(sum(float(str(r["share"])) for r in rows) - 1) < 1e-12
+        for r in rows:
+            assert r["participant"] == (r["authority"] in registered)
+            if not r["participant"]:
+                assert (r["share"], r["projected_reward_usdc"]) == (0, "0.000000")
+        assert any(not r["participant"] and float(str(r["score"])) > 0 for r in rows)
     table = run("scores", "--week", str(WEEK), "--market", "SOL-PERP", env=env)
     assert table.returncode == 0, table.stderr
     assert f"Scores, week {WEEK}" in table.stdout

@@ -33,7 +33,7 @@ CADENCE = timedelta(hours=12)  # 14 ticks: a whole week's schedule, written in a
 TICKS = 14
 AFTER = WEEK.end + timedelta(minutes=30)  # when the CronJob runs
 SEED = bytes(range(32))
-PROGRAM = config.load_program()
+PROGRAM = pg.EVERYONE
 METHOD = methods.DRIFT_2023_08
 
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from driftsnap import calendar
-from tests import books
+from tests import books, pg
 from tests.test_cli_store import run
 from tests.test_close import build_week
 
@@ -23,6 +23,7 @@ def _env(url: sa.URL, data_dir: Path) -> dict[str, str]:
     return {
         "DRIFTSNAP_DATABASE_URL": url.render_as_string(hide_password=False),
         "DRIFTSNAP_DATA_DIR": str(data_dir),
+        "DRIFTSNAP_PROGRAM_FILE": str(pg.EVERYONE_FILE),
     }
 
 
@@ -118,9 +119,13 @@ def test_makers_and_forfeit_commands(pg_url: sa.URL, tmp_path: Path) -> None:
     assert bad.returncode == 2
     assert "not a base58 public key: 'not-a-key'" in bad.stderr
     who = books.key("acme")
-    added = run("makers", "add", who, "--name", "Acme", "--from-week", "2026-W48", env=env)
+    shipped = {k: v for k, v in env.items() if k != "DRIFTSNAP_PROGRAM_FILE"}
+    added = run("makers", "add", who, "--name", "Acme", "--from-week", "2026-W48", env=shipped)
     assert added.returncode == 0, added.stderr
-    assert 'participants = "all"' in added.stderr  # the shipped program pays every maker
+    assert added.stderr == ""  # the shipped program pays the registered makers: no note
+    again = run("makers", "add", who, "--name", "Acme", "--from-week", "2026-W48", env=env)
+    assert again.returncode == 0, again.stderr
+    assert 'participants = "all"' in again.stderr  # a program paying every maker says so
     forfeited = run("forfeit", who, "--month", "2026-11", "--reason", "wash trading", env=env)
     assert forfeited.returncode == 0, forfeited.stderr
     listed = run("makers", "list", "--format", "json", env=env)

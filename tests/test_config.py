@@ -17,7 +17,8 @@ W = calendar.Week.parse
 
 
 def test_shipped_program_has_the_august_2023_pools() -> None:
-    """The shipped file pays SOL/BTC/ETH 500, SUI/ARB 0 and 1500 volume, by drift-2023-08."""
+    """The shipped file pays SOL/BTC/ETH 500, SUI/ARB 0 and 1500 volume, by drift-2023-08, to
+    registered makers only (the program qualifies makers on application), none listed."""
     program = config.load_program()
     terms = program.terms(W("2026-W47"))
     assert program.method == "drift-2023-08"
@@ -29,7 +30,8 @@ def test_shipped_program_has_the_august_2023_pools() -> None:
         "ARB-PERP": 0,
     }
     assert terms.volume_pool == 1_500_000_000
-    assert terms.participants.registered is None
+    assert program.participants == "registered"
+    assert terms.participants.registered == frozenset()  # `driftsnap makers add` registers them
     assert not terms.paused
 
 
@@ -132,7 +134,6 @@ def test_paused_weeks_participants_and_forfeits_apply_to_their_weeks(tmp_path: P
             "[[score_pool]]\nmarket='SOL-PERP'\nusd=1\neffective_from=2023-08-14",
             "score_pool[0].usdc: missing required field",
         ),
-        ("participants = 'registered'", "participants = 'registered' but no [[participant]]"),
         ("participants = 'some'", "participants: input should be 'all' or 'registered'"),
         ("[[paused]]\nweek='2024-W60'\nreason='x'", "paused[0].week: no such ISO week"),
         ("[[participant]]\nauthority='nope'", "participant[0].authority: not a base58 public key"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,8 @@ SCRIPT = Path(sys.executable).parent / "driftsnap"
 
 
 def test_demo_runs_two_ticks_and_prints_each_markets_makers(tmp_path: Path) -> None:
-    """`demo --ticks 2` exits 0 after two tables listing each market's simulated makers."""
+    """`demo --ticks 2` exits 0 after two tables listing each market's simulated makers, with
+    their shares: the demo registers them, as the shipped program pays registered makers only."""
     out = subprocess.run(  # noqa: S603 (our own console script, fixed arguments)
         [str(SCRIPT), "demo", "--ticks", "2", "--cadence", "1s"],
         capture_output=True,
@@ -36,4 +38,6 @@ def test_demo_runs_two_ticks_and_prints_each_markets_makers(tmp_path: Path) -> N
     for market in ("SOL-PERP", "BTC-PERP", "ETH-PERP"):
         section = last_table.split(f"{market}: 2 ok / 2 ticks")[1].split("-PERP:")[0]
         assert any(a in section for a in authorities), market
+        # The demo registered the simulator's makers: the shipped program pays them.
+        assert re.search(r"\b(?!0\.00%)\d+\.\d\d%", section), market
     assert not (tmp_path / "pgdata").exists()  # only the demo's own directory is used

@@ -75,6 +75,7 @@ def cli_env(pg_url: sa.URL, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("DRIFTSNAP_DATABASE_URL", pg_url.render_as_string(hide_password=False))
     monkeypatch.setenv("DRIFTSNAP_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("DRIFTSNAP_LOG_LEVEL", "warning")
+    monkeypatch.setenv("DRIFTSNAP_PROGRAM_FILE", str(pg.EVERYONE_FILE))
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     yield
@@ -86,6 +87,7 @@ def _env(url: sa.URL, data_dir: Path) -> dict[str, str]:
     return {
         "DRIFTSNAP_DATABASE_URL": url.render_as_string(hide_password=False),
         "DRIFTSNAP_DATA_DIR": str(data_dir),
+        "DRIFTSNAP_PROGRAM_FILE": str(pg.EVERYONE_FILE),
     }
 
 

@@ -25,7 +25,7 @@ from driftsnap.chain import snapshot
 from driftsnap.flows import close as close_flow
 from driftsnap.scoring import digest, methods
 from driftsnap.simnet import scenarios, server
-from driftsnap.store import schema
+from driftsnap.store import makers, schema
 from tests.soak import truth as soak_truth
 
 if TYPE_CHECKING:
@@ -107,6 +107,11 @@ async def test_a_simulated_week_closes_to_what_the_ground_truth_pays(
         assert max(lag) <= snapshot.SnapshotSettings().max_slot_gap
         assert lag.count(0) >= 0.9 * len(ok)
 
+        # The shipped program pays registered makers: all the simulator's but one.
+        registered = sim.maker_authorities()[:-1]
+        with engine.begin() as conn:
+            for authority in registered:
+                makers.add_participant(conn, authority, name="", from_week=None)
         outcome = close_flow.close_week(
             engine, PROGRAM, now=WEEK.end + timedelta(hours=1),
             seeds=parts.seed_files(settings), week=WEEK,
@@ -115,7 +120,7 @@ async def test_a_simulated_week_closes_to_what_the_ground_truth_pays(
         assert not outcome.close.forced
         assert outcome.close.seed is not None
         expected = soak_truth.recompute_week(
-            engine, sim, PROGRAM, WEEK, bytes.fromhex(outcome.close.seed)
+            engine, sim, PROGRAM, WEEK, bytes.fromhex(outcome.close.seed), registered=registered
         )
         assert digest.first_difference(expected.doc, outcome.result) is None
         assert (outcome.close.books, outcome.close.fills) == (expected.books, expected.fills)
@@ -125,6 +130,7 @@ async def test_a_simulated_week_closes_to_what_the_ground_truth_pays(
         assert expected.books == len(ok) * len(sim.markets)
         assert expected.fills > 1_000
         paid = outcome.result["payouts"]
+        assert set(paid) <= set(registered)
         assert sum(paid.values()) == sum(PROGRAM.score_pools(WEEK).values()) + (
             PROGRAM.volume_pool_for(WEEK)
         )

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from driftsnap import config, parts
 from driftsnap.cli import args, output
 from driftsnap.errors import InputError
+from driftsnap.flows import close
 from driftsnap.scoring import methods, payouts
 from driftsnap.store import database, queries, series
 
@@ -19,6 +20,7 @@ COLUMNS = (
     "method",
     "maker",
     "authority",
+    "participant",
     "snapshots",
     "quoted_snapshots",
     "score",
@@ -29,7 +31,16 @@ COLUMNS = (
     "params_hash",
 )
 # What the table shows of them.
-SHOWN = ("market", "method", "maker", "snapshots", "score", "share", "projected_reward_usdc")
+SHOWN = (
+    "market",
+    "method",
+    "maker",
+    "participant",
+    "snapshots",
+    "score",
+    "share",
+    "projected_reward_usdc",
+)
 
 
 def add(sub: Any) -> None:
@@ -72,8 +83,15 @@ def scores(ns: argparse.Namespace, settings: config.Settings) -> int:
         if ns.market is not None and known and ns.market not in known:
             # A typo is not "no scores stored": say which markets there are.
             raise InputError(f"--market {ns.market!r}: no such market (stored: {', '.join(known)})")
+        # The close's participants (the program file's and the database's), so the rewards
+        # shown are what close-week pays.
         rows = queries.week_scores(
-            conn, w, pools=program.score_pools(w), market=ns.market, method=ns.method
+            conn,
+            w,
+            pools=program.score_pools(w),
+            participants=close.terms(conn, program, w).participants,
+            market=ns.market,
+            method=ns.method,
         )
     records = [
         {
@@ -82,6 +100,7 @@ def scores(ns: argparse.Namespace, settings: config.Settings) -> int:
             "method": r.method,
             "maker": r.maker,
             "authority": r.authority,
+            "participant": r.participant,
             "snapshots": r.snapshots,
             "quoted_snapshots": r.quoted_snapshots,
             "score": r.score,

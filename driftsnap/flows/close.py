@@ -23,7 +23,9 @@ Close, in one transaction under the close lock (:func:`driftsnap.store.locks.loc
 Participants and forfeits from two places: the program file stays the source of the program's
 *rules* (``participants = "all" | "registered"``); the database adds registrations and forfeits
 that operators record between releases (``driftsnap makers`` / ``driftsnap forfeit``). Under
-``participants = "all"`` registrations are recorded but do not restrict anyone.
+``participants = "all"`` registrations are recorded but do not restrict anyone. Under
+``"registered"`` (the shipped program) a week with nobody registered is refused, even forced
+(:func:`no_participants`): paying nobody is a registration missing, not a judgement call.
 """
 
 from __future__ import annotations
@@ -95,6 +97,17 @@ def terms(
     forfeited = base.participants.forfeited | {f.authority for f in makers.forfeits(conn, week)}
     return replace(
         base, participants=settlement.Participants(registered=registered, forfeited=forfeited)
+    )
+
+
+def no_participants(t: settlement.WeekTerms) -> str | None:
+    """Why a week of a registered-only program cannot be paid when nobody is registered for it
+    (``None``: someone is, everyone is, or the week pays nothing anyway)."""
+    if t.paused or t.participants.registered is None or t.participants.registered:
+        return None
+    return (
+        f'participants = "registered" but no maker is registered for {t.week}: run '
+        "`driftsnap makers add AUTHORITY` or list [[participant]] entries in the program file"
     )
 
 
@@ -258,7 +271,9 @@ def _accumulator(
 
 
 @dataclass(frozen=True, slots=True)
-class _Inputs:
+class Inputs:
+    """What a close is computed from: the week's totals, its books' leaves and its fills."""
+
     scores: settlement.WeekAccumulator
     leaves: list[digest.BookLeaf]
     fills: list[digest.FillFact]
@@ -270,16 +285,16 @@ def _from_books(
     week: calendar.Week,
     method: methods.Method,
     books_hash: int = store_books.CANONICAL_HASH,
-) -> _Inputs:
+) -> Inputs:
     acc = settlement.WeekAccumulator(method.aggregation)
     leaves = []
     for stored in closes.week_books(conn, week, books_hash):
         acc.add(scorer.score(stored.book, method))
         leaves.append(stored.leaf)
-    return _Inputs(acc, leaves, closes.fill_facts(conn, week), "books")
+    return Inputs(acc, leaves, closes.fill_facts(conn, week), "books")
 
 
-def _inputs(conn: sa.Connection, week: calendar.Week, method: methods.Method) -> _Inputs:
+def _inputs(conn: sa.Connection, week: calendar.Week, method: methods.Method) -> Inputs:
     """Score totals from the stored accumulators when they hold every ok snapshot under
     ``method`` (the daemon's methods), else from the order-level books."""
     totals = closes.week_totals(conn, week, method.params_hash, maker_key=method.maker_key)
@@ -287,7 +302,7 @@ def _inputs(conn: sa.Connection, week: calendar.Week, method: methods.Method) ->
     complete = all(totals.get(m) and totals[m].snapshots == n for m, n in ok.items() if n)
     if not complete:
         return _from_books(conn, week, method)
-    return _Inputs(
+    return Inputs(
         _accumulator(totals, method.aggregation),
         closes.book_leaves(conn, week),
         closes.fill_facts(conn, week),
@@ -299,7 +314,7 @@ def _build(
     week: calendar.Week,
     method: methods.Method,
     t: settlement.WeekTerms,
-    inputs: _Inputs,
+    inputs: Inputs,
     volume: dict[str, int],
     *,
     program_digest: str,
@@ -398,6 +413,12 @@ def close_week(
             return stored_outcome(done, ms=_ms(started))
         t = terms(conn, program, w)
         reasons, seed = refusals(conn, w, t, min_coverage=min_coverage, seeds=seeds)
+        nobody = no_participants(t)
+        if nobody is not None and not dry_run:
+            # Not a refusal --force overrides: a close paying nobody is a missing registration.
+            raise CloseError(nobody)
+        if nobody is not None:
+            reasons.append(nobody)
         if reasons and not force and not dry_run:
             raise CloseRefusedError(w, reasons)
         inputs = _from_books(conn, w, chosen) if method else _inputs(conn, w, chosen)
@@ -484,25 +505,45 @@ def verify_week(engine: sa.Engine, week: calendar.Week) -> Verification:
     )
 
 
+def merged_inputs(
+    runs: Iterable[tuple[settlement.WeekAccumulator, list[digest.BookLeaf]]],
+    fills_: list[digest.FillFact],
+    source: str,
+) -> Inputs:
+    """The inputs of a close from runs of its books scored apart (in the books' order): their
+    week totals merged (exact sums, so the same bits as scored in one run), leaves in order."""
+    acc: settlement.WeekAccumulator | None = None
+    leaves: list[digest.BookLeaf] = []
+    for totals, run_leaves in runs:
+        if acc is None:
+            acc = totals
+        else:
+            acc.merge(totals)
+        leaves.extend(run_leaves)
+    if acc is None:
+        raise ValueError("merged_inputs needs at least one run")
+    return Inputs(acc, leaves, fills_, source)
+
+
 def scored_inputs(
     stored: Iterable[closes.StoredBook],
     fills_: list[digest.FillFact],
     method: methods.Method,
     source: str,
-) -> _Inputs:
+) -> Inputs:
     """What a close is computed from, given its books (with their leaves) and fills."""
     acc = settlement.WeekAccumulator(method.aggregation)
     leaves = []
     for b in stored:
-        acc.add(scorer.score(b.book, method))
+        acc.add(scorer.score(b.book, method, detail=False))
         leaves.append(b.leaf)
-    return _Inputs(acc, leaves, fills_, source)
+    return Inputs(acc, leaves, fills_, source)
 
 
 def compare(
     week: calendar.Week,
     done: closes.Close,
-    inputs: _Inputs,
+    inputs: Inputs,
     rows: list[closes.PayoutRow],
     *,
     committed: str | None,

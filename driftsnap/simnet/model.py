@@ -158,6 +158,10 @@ class Simulator:
         """The block time (unix s) of the current slot."""
         return self.ts_at(self.slot)
 
+    def maker_authorities(self) -> list[str]:
+        """The wallets of the quoting makers (each may quote from several sub-accounts)."""
+        return sorted({str(self.users[address].authority) for address in self.makers})
+
     def _new_pubkey(self) -> Pubkey:
         return Pubkey(self.rng.randbytes(32))
 

@@ -1026,12 +1026,13 @@ class VolumeRow:
 
     week: str
     authority: str
+    participant: bool  # shares the Volume Reward (0009: the program's and the database's)
     market_type: str
     market_index: int
     market: str | None
     fills: int
     volume_quote: int
-    share: float
+    share: float  # of the week's participants' volume; 0 for a non-participant
     pool_micro_usdc: int | None
     projected_reward_micro_usdc: int | None
 
@@ -1048,6 +1049,7 @@ def volume_rows(conn: sa.Connection, week: calendar.Week) -> list[VolumeRow]:
         VolumeRow(
             week=r.week,
             authority=r.authority,
+            participant=r.participant,
             market_type=r.market_type,
             market_index=r.market_index,
             market=r.market,

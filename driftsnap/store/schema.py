@@ -98,6 +98,22 @@ program_pools = sa.Table(
     sa.CheckConstraint("pool_micro_usdc >= 0", name="program_pools_pool_check"),
 )
 
+# What the program file says of a week's participants (0009_participant_views.sql): the mode and
+# the file's registrations and forfeits of that week, written by the daemon; the views join the
+# database's own (participants, forfeits).
+program_weeks = sa.Table(
+    "program_weeks",
+    metadata,
+    sa.Column("week_start", sa.Date, primary_key=True),
+    sa.Column("participants", sa.Text, nullable=False),
+    sa.Column("registered", sa.ARRAY(sa.Text), nullable=False, server_default=sa.text("'{}'")),
+    sa.Column("forfeited", sa.ARRAY(sa.Text), nullable=False, server_default=sa.text("'{}'")),
+    sa.CheckConstraint("extract(isodow FROM week_start) = 1", name="program_weeks_monday_check"),
+    sa.CheckConstraint(
+        "participants IN ('all', 'registered')", name="program_weeks_participants_check"
+    ),
+)
+
 ticks = sa.Table(
     "ticks",
     metadata,
@@ -271,6 +287,7 @@ weekly_scores = sa.table(
     sa.column("params_hash", sa.Text),
     sa.column("maker", sa.Text),
     sa.column("authority", sa.Text),
+    sa.column("participant", sa.Boolean),
     sa.column("snapshots", sa.Integer),
     sa.column("quoted_snapshots", sa.Integer),
     sa.column("score", DOUBLE),
@@ -454,6 +471,7 @@ weekly_volume = sa.table(
     "weekly_volume",
     sa.column("week", sa.Text),
     sa.column("authority", sa.Text),
+    sa.column("participant", sa.Boolean),
     sa.column("market_type", sa.Text),
     sa.column("market_index", sa.SmallInteger),
     sa.column("market", sa.Text),

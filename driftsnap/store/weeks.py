@@ -1,4 +1,5 @@
-"""Week-level records: partitions, the sampling seed's commitment and reveal, the program's pools.
+"""Week-level records: partitions, the sampling seed's commitment and reveal, the program's pools
+and participants.
 
 Each ISO week gets its own partition of every large table, in schema ``driftsnap_partitions``
 (e.g. ``bracket_cells_2026w47``), created on demand by :func:`ensure_partitions`: when the week is
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from datetime import date, timedelta
 
     from driftsnap.calendar import Week
+    from driftsnap.scoring.settlement import Participants
 
 
 def partition_name(table: str, week: Week) -> str:
@@ -170,3 +172,20 @@ def set_pools(conn: sa.Connection, week: Week, pools: Mapping[str, int]) -> None
                 for m, p in sorted(pools.items())
             ],
         )
+
+
+def set_participants(conn: sa.Connection, week: Week, participants: Participants) -> None:
+    """Record what the program file says of ``week``'s participants, which the views share the
+    pools among: everyone (``registered is None``) or its registrations, minus its forfeits. The
+    database's own registrations and forfeits are not copied: the views join them as they are."""
+    table = schema.program_weeks
+    values = {
+        "participants": "all" if participants.registered is None else "registered",
+        "registered": sorted(participants.registered or ()),
+        "forfeited": sorted(participants.forfeited),
+    }
+    conn.execute(
+        pg.insert(table)
+        .values(week_start=week.monday, **values)
+        .on_conflict_do_update(index_elements=[table.c.week_start], set_=values)
+    )

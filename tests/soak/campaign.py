@@ -50,7 +50,7 @@ from driftsnap.flows import close as close_flow
 from driftsnap.flows import fills as fills_flow
 from driftsnap.scoring import methods
 from driftsnap.simnet import scenarios, server
-from driftsnap.store import database, migrations, schema
+from driftsnap.store import database, makers, migrations, schema
 from driftsnap.store.seeds import Seeds
 from tests.soak import truth as soak_truth
 
@@ -660,6 +660,12 @@ class Campaign:
         plan, sim, f = self.plan, self.node.sim, self.figures
         program = config.load_program()
         seeds = self.workdir / "data" / "seeds"
+        # The shipped program pays registered makers: register all the simulator's but one,
+        # whose share the others divide (the truth applies the same registrations).
+        registered = sim.maker_authorities()[:-1]
+        with engine.begin() as conn:
+            for authority in registered:
+                makers.add_participant(conn, authority, name="", from_week=None)
         outcome = close_flow.close_week(
             engine, program, now=plan.end, seeds=Seeds(seeds), week=plan.week, min_coverage=0.0
         )
@@ -667,7 +673,12 @@ class Campaign:
             f.problems.append("the close was forced or revealed no seed")
             return
         expected = soak_truth.recompute_week(
-            engine, sim, program, plan.week, bytes.fromhex(outcome.close.seed)
+            engine,
+            sim,
+            program,
+            plan.week,
+            bytes.fromhex(outcome.close.seed),
+            registered=registered,
         )
         f.close_digest, f.truth_digest = outcome.close.digest, expected.digest
         f.close_books, f.close_fills = outcome.close.books, outcome.close.fills

@@ -23,7 +23,7 @@ from driftsnap.simnet import model, truth
 from driftsnap.store import closes, schema
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Collection
 
     from driftsnap import calendar, config
     from driftsnap.scoring import book as book_mod
@@ -221,9 +221,12 @@ def recompute_week(
     program: config.Program,
     week: calendar.Week,
     seed: bytes,
+    *,
+    registered: Collection[str] = (),
 ) -> Recomputed:
     """The week's result and digest from the truth's books at the stored ok ticks and the truth's
-    fills, under the program's method and terms (no registrations or forfeits recorded)."""
+    fills, under the program's method and terms, with ``registered`` the makers recorded in the
+    database (``driftsnap makers add``; no forfeits recorded)."""
     method = methods.get(program.method)
     books = checked_books(engine, sim, week)
     acc = settlement.WeekAccumulator(method.aggregation)
@@ -231,6 +234,14 @@ def recompute_week(
         acc.add(scorer.score(checked.book, method))
     fills = truth_fill_facts(sim, week.start, week.end)
     terms = program.terms(week)
+    if terms.participants.registered is not None:
+        terms = dataclasses.replace(
+            terms,
+            participants=settlement.Participants(
+                registered=terms.participants.registered | frozenset(registered),
+                forfeited=terms.participants.forfeited,
+            ),
+        )
     result = settlement.settle(
         terms, acc, digest.maker_volume(fills), method=method.name, params_hash=method.params_hash
     )
