@@ -87,7 +87,8 @@ def test_week_scores_match_the_view_and_pay_the_pools_exactly(pg_engine: sa.Engi
 
 
 def test_week_coverage_counts_ok_rejected_and_missed(pg_engine: sa.Engine) -> None:
-    """Coverage per market: ok + rejected + missed = ticks, whole-tick misses count everywhere."""
+    """Coverage per market: ok + rejected + missed = ticks, whole-tick misses count everywhere;
+    listed are the markets a tick read and the paid ones, not a 0-pool market nothing read."""
     fill_week(pg_engine, ticks=2)
     first, *rest = pg.scored(pg.simulated_books(3)[2])
     with pg_engine.begin() as conn:
@@ -97,16 +98,19 @@ def test_week_coverage_counts_ok_rejected_and_missed(pg_engine: sa.Engine) -> No
             [snapshots.MarketSnapshot(first.book, rejected="crossed book"), *rest],
             methods=pg.METHODS,
         )
-        weeks.set_pools(conn, WEEK, {**POOLS, "SUI-PERP": 0})
+        # SUI-PERP has no pool and no tick read it: not sampled by configuration, not missed.
+        # ARB-PERP is paid but never read: every tick missed. ETH-PERP has no pool but was read.
+        pools = {**POOLS, "ETH-PERP": 0, "SUI-PERP": 0, "ARB-PERP": 100_000_000}
+        weeks.set_pools(conn, WEEK, pools)
     with pg_engine.connect() as conn:
         coverage = {c.market: c for c in queries.week_coverage(conn, WEEK)}
-    assert set(coverage) == {"SOL-PERP", "BTC-PERP", "ETH-PERP", "SUI-PERP"}
+    assert set(coverage) == {"SOL-PERP", "BTC-PERP", "ETH-PERP", "ARB-PERP"}
     for c in coverage.values():
         assert c.ticks == 4
         assert c.ok + c.rejected + c.missed == c.ticks
     assert (coverage[first.book.market].ok, coverage[first.book.market].rejected) == (2, 1)
     assert coverage[first.book.market].missed == 1
-    assert (coverage["SUI-PERP"].ok, coverage["SUI-PERP"].missed) == (0, 4)
+    assert (coverage["ARB-PERP"].ok, coverage["ARB-PERP"].missed) == (0, 4)
     other = rest[0].book.market
     assert (coverage[other].ok, coverage[other].rejected, coverage[other].missed) == (3, 0, 1)
     assert coverage[other].coverage == 0.75

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from driftsnap import __version__, config, logs
 from driftsnap.cli import (
+    args,
     books,
     close,
     completion,
@@ -61,25 +62,31 @@ def build_parser() -> argparse.ArgumentParser:
         prog="driftsnap",
         description="Drift v2 market-maker incentive scoring, computed from the chain itself.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=args.HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"driftsnap {__version__}")
-    parser.add_argument(
-        "--program",
-        dest="program_file",
-        type=Path,
-        metavar="FILE",
-        help="program TOML overriding the shipped one key by key (pools, method, participants)",
+    args.from_setting(
+        parser.add_argument(
+            "--program",
+            dest="program_file",
+            type=Path,
+            metavar="FILE",
+            help="program TOML overriding the shipped one key by key (pools, method, participants)",
+        ),
+        "program_file",
+        unset=f"none, the shipped {config.SHIPPED_PROGRAM} alone",
     )
-    parser.add_argument(
-        "--log-level",
-        choices=sorted(logs.LEVELS),
-        help="default: info for run, demo and simnet, warning for the others",
+    args.from_setting(
+        parser.add_argument("--log-level", choices=sorted(logs.LEVELS), help="log level"),
+        "log_level",
+        unset="info for run, demo and simnet, warning for the others",
     )
-    parser.add_argument(
-        "--log-format",
-        choices=["auto", "json", "console"],
-        help="default: auto (console on a TTY, JSON otherwise)",
+    args.from_setting(
+        parser.add_argument(
+            "--log-format", choices=["auto", "json", "console"], help="log line format"
+        ),
+        "log_format",
+        unset="auto: console on a TTY, JSON otherwise",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for command in COMMANDS:
@@ -90,26 +97,26 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, build the settings once, run the command; its exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    ns = parser.parse_args(argv)
     try:
         settings = config.load_settings(
-            program_file=args.program_file,
-            log_level=args.log_level,
-            log_format=args.log_format,
-            rpc_url=getattr(args, "rpc_url", None),
-            markets=getattr(args, "markets", None),
-            cadence=getattr(args, "cadence", None),
-            metrics_port=getattr(args, "metrics_port", None),
-            clock=getattr(args, "clock", None),
+            program_file=ns.program_file,
+            log_level=ns.log_level,
+            log_format=ns.log_format,
+            rpc_url=getattr(ns, "rpc_url", None),
+            markets=getattr(ns, "markets", None),
+            cadence=getattr(ns, "cadence", None),
+            metrics_port=getattr(ns, "metrics_port", None),
+            clock=getattr(ns, "clock", None),
         )
         level = settings.log_level
-        if args.log_level is None and "DRIFTSNAP_LOG_LEVEL" not in os.environ:
+        if ns.log_level is None and "DRIFTSNAP_LOG_LEVEL" not in os.environ:
             # A one-shot command prints its result; its progress lines are noise unless asked
             # for. The long-running ones (daemon, demo, simulator) log at info by default.
-            level = level if args.command in LONG_RUNNING else "warning"
+            level = level if ns.command in LONG_RUNNING else "warning"
         logs.configure(level, settings.log_format)
-        handler: Handler = args.handler
-        return handler(args, settings)
+        handler: Handler = ns.handler
+        return handler(ns, settings)
     except DriftsnapError as exc:
         line(f"driftsnap: error: {exc}", err=True)  # one line, control characters shown
         return exc.exit_code

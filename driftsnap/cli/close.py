@@ -44,22 +44,26 @@ def add(sub: Any) -> None:
         ),
     )
     p.add_argument("--week", metavar=args.WEEK, help="ISO week (default: the last completed)")
-    p.add_argument(
-        "--method",
-        choices=sorted(methods.PRESETS),
-        help="recompute under this method from the stored order-level books",
+    args.from_setting(
+        p.add_argument(
+            "--method",
+            choices=sorted(methods.PRESETS),
+            help="recompute under this method from the stored order-level books",
+        ),
+        "method",
+        unset="the program's, from the stored week accumulators",
     )
     p.add_argument("--dry-run", action="store_true", help="compute and print; store nothing")
     p.add_argument("--force", action="store_true", help="close despite the refusals")
     p.add_argument("--reason", metavar="TEXT", help="why a forced close is right (stored)")
-    p.add_argument(
-        "--min-coverage",
-        type=args.share,
-        metavar="SHARE",
-        help=(
-            "ok ticks needed per paid market, 0..1 (default: DRIFTSNAP_CLOSE_MIN_COVERAGE, "
-            f"else {config.DEFAULT_CLOSE_MIN_COVERAGE})"
+    args.from_setting(
+        p.add_argument(
+            "--min-coverage",
+            type=args.share,
+            metavar="SHARE",
+            help="ok ticks needed per paid market, 0..1",
         ),
+        "close_min_coverage",
     )
     p.add_argument("--out", type=Path, metavar="DIR", help="write DIR/payouts-<week>.csv and .json")
     args.add_format(p)
@@ -87,6 +91,13 @@ def add(sub: Any) -> None:
         metavar="FILE",
         type=Path,
         help="verify an `export-week` archive instead, with no database",
+    )
+    p.add_argument(
+        "--jobs",
+        type=args.positive,
+        metavar="N",
+        help="with --from: processes scoring the archive's books (default: one per core, one"
+        " for a week of fewer than 2,000 snapshots)",
     )
     args.add_format(p)
     p.set_defaults(handler=verify_week)
@@ -174,10 +185,12 @@ def verify_week(ns: argparse.Namespace, settings: config.Settings) -> int:
     """``driftsnap verify-week``: 0 if every digest matches, 1 with the first difference."""
     if (ns.week is None) == (ns.from_file is None):
         raise InputError("verify-week needs exactly one of --week W and --from FILE")
+    if ns.jobs is not None and ns.from_file is None:
+        raise InputError("verify-week: --jobs N is for --from FILE (an archive)")
     if ns.from_file is not None:
         from driftsnap.flows import export  # noqa: PLC0415  (pyarrow: only for archives)
 
-        result = export.verify_archive(ns.from_file)
+        result = export.verify_archive(ns.from_file, jobs=ns.jobs)
         w = result.week
     else:
         w = calendar.Week.parse(ns.week)

@@ -33,27 +33,30 @@ def add(sub: Any) -> None:
         epilog='examples:\n  psql "$(driftsnap db url)"',
     )
     actions = p.add_subparsers(dest="db_command", metavar="ACTION", required=True)
-    q = actions.add_parser(
+    q = args.command(
+        actions,
         "url",
-        help="print the connection URL (password masked); leaves the embedded server running",
+        summary="print the connection URL (password masked); leaves the embedded server running",
         description="Print the database URL as psql reads it, with any password masked.",
     )
     q.add_argument(
         "--role",
         choices=("owner", *roles.LOGIN_ROLES),
         default="owner",
-        help="whose URL to print (default owner; reader for psql sessions that only read)",
+        help="whose URL to print (reader for psql sessions that only read)",
     )
     q.set_defaults(handler=url)
-    q = actions.add_parser(
+    q = args.command(
+        actions,
         "stop",
-        help="stop the embedded server that `db url` left running",
+        summary="stop the embedded server that `db url` left running",
         description="Stop the embedded PostgreSQL of DRIFTSNAP_DATA_DIR unless a daemon uses it.",
     )
     q.set_defaults(handler=stop)
-    q = actions.add_parser(
+    q = args.command(
+        actions,
         "roles",
-        help="create the writer, closer and reader roles and grant them their privileges",
+        summary="create the writer, closer and reader roles and grant them their privileges",
         description=(
             "As the schema owner (DRIFTSNAP_DATABASE_URL, or the embedded server): create the\n"
             "login roles that do not exist (needs CREATEROLE), set the password of each whose\n"

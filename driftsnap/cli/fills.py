@@ -70,7 +70,11 @@ def add(sub: Any) -> None:
         ),
     )
     q.add_argument("--week", metavar=args.WEEK, help="one ISO week (default: every week stored)")
-    q.add_argument("--rpc-url", metavar="URL", help="also compare with the chain's counters")
+    args.from_setting(
+        q.add_argument("--rpc-url", metavar="URL", help="also compare with the chain's counters"),
+        "rpc_url",
+        unset="none, no comparison",
+    )
     q.add_argument(
         "--verify-rpc-url",
         metavar="URL2",
@@ -100,7 +104,7 @@ def add(sub: Any) -> None:
         epilog="examples:\n  driftsnap fills finalize --week 2026-W47 --rpc-url $RPC",
     )
     q.add_argument("--week", metavar=args.WEEK, required=True, help="ISO week, e.g. 2026-W47")
-    q.add_argument("--rpc-url", metavar="URL", help="the node (default DRIFTSNAP_RPC_URL)")
+    args.from_setting(q.add_argument("--rpc-url", metavar="URL", help="the node"), "rpc_url")
     q.set_defaults(handler=finalize)
     q = args.command(
         actions,

@@ -35,21 +35,26 @@ def add(sub: Any) -> None:
         ),
     )
     actions = p.add_subparsers(dest="makers_command", metavar="ACTION", required=True)
-    q = actions.add_parser("add", help="register an authority", description="Register a maker.")
+    q = args.command(
+        actions, "add", summary="register an authority", description="Register a maker."
+    )
     q.add_argument("authority", metavar="AUTHORITY", help="the maker's wallet (base58)")
     q.add_argument("--name", metavar="TEXT", help="a label for people")
     q.add_argument("--from-week", metavar=args.WEEK, help="first week (default: the current)")
     q.set_defaults(handler=register)
-    q = actions.add_parser(
-        "remove", help="end a registration", description="End a maker's registration."
+    q = args.command(
+        actions, "remove", summary="end a registration", description="End a maker's registration."
     )
     q.add_argument("authority", metavar="AUTHORITY", help="the maker's wallet (base58)")
     q.add_argument(
         "--from-week", metavar=args.WEEK, help="first week without it (default: the current)"
     )
     q.set_defaults(handler=unregister)
-    q = actions.add_parser(
-        "list", help="registered makers and forfeits", description="List makers and forfeits."
+    q = args.command(
+        actions,
+        "list",
+        summary="registered makers and forfeits",
+        description="List makers and forfeits.",
     )
     args.add_format(q)
     q.set_defaults(handler=list_makers)

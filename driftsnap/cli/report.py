@@ -50,8 +50,7 @@ def add(sub: Any) -> None:
         type=args.positive,
         default=weekreport.DEFAULT_TOP,
         metavar="N",
-        help=f"makers drawn one by one in the charts, the rest as others "
-        f"(default {weekreport.DEFAULT_TOP})",
+        help="makers drawn one by one in the charts, the rest as others",
     )
     p.set_defaults(handler=report)
 

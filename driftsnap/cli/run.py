@@ -38,8 +38,9 @@ def add(sub: Any) -> None:
         ),
     )
     args.add_reader(p)
-    p.add_argument(
-        "--cadence", metavar="DURATION", help="60s, 5m... dividing the week (DRIFTSNAP_CADENCE)"
+    args.from_setting(
+        p.add_argument("--cadence", metavar="DURATION", help="60s, 5m... dividing the week"),
+        "cadence",
     )
     p.add_argument(
         "--once",
@@ -49,20 +50,23 @@ def add(sub: Any) -> None:
             "cadences away, so it verifies at the week close like any other), and exit"
         ),
     )
-    p.add_argument(
-        "--clock",
-        choices=["wall", "chain"],
-        help=(
-            "where the daemon's time comes from: the wall clock (default), or the chain's block "
-            "time (getSlot, getBlockTime), to follow a simulated chain running fast "
-            "(driftsnap simnet --fast; DRIFTSNAP_CLOCK)"
+    args.from_setting(
+        p.add_argument(
+            "--clock",
+            choices=["wall", "chain"],
+            help=(
+                "where the daemon's time comes from: the wall clock, or the chain's block time "
+                "(getSlot, getBlockTime), to follow a simulated chain running fast "
+                "(driftsnap simnet --fast)"
+            ),
         ),
+        "clock",
     )
-    p.add_argument(
-        "--metrics-port",
-        type=int,
-        metavar="N",
-        help="metrics and health port (default 9108, 0: off; DRIFTSNAP_METRICS_PORT)",
+    args.from_setting(
+        p.add_argument(
+            "--metrics-port", type=int, metavar="N", help="metrics and health port, 0: off"
+        ),
+        "metrics_port",
     )
     p.set_defaults(handler=run)
 
@@ -80,10 +84,11 @@ def add(sub: Any) -> None:
             "  driftsnap healthcheck --url http://127.0.0.1:9200"
         ),
     )
-    p.add_argument(
-        "--url",
-        metavar="URL",
-        help="the daemon's metrics endpoint (default http://127.0.0.1:<DRIFTSNAP_METRICS_PORT>)",
+    args.from_setting(
+        p.add_argument("--url", metavar="URL", help="the daemon's metrics endpoint"),
+        "metrics_host",
+        "metrics_port",
+        show=metrics_url,
     )
     p.set_defaults(handler=healthcheck)
 
@@ -109,9 +114,11 @@ def add(sub: Any) -> None:
     p.add_argument(
         "--ticks", type=args.positive, metavar="N", help="stop after N ticks (default: never)"
     )
-    p.add_argument("--cadence", metavar="DURATION", default="5s", help="default 5s")
     p.add_argument(
-        "--scenario", choices=sorted(demo.SCENARIOS), default="default", help="default: default"
+        "--cadence", metavar="DURATION", default="5s", help="60s, 5m... dividing the week"
+    )
+    p.add_argument(
+        "--scenario", choices=sorted(demo.SCENARIOS), default="default", help="the simulated market"
     )
     p.set_defaults(handler=run_demo)
 
@@ -123,13 +130,18 @@ def run(ns: argparse.Namespace, settings: config.Settings) -> int:
 
 def healthcheck(ns: argparse.Namespace, settings: config.Settings) -> int:
     """``driftsnap healthcheck``: 0 if the daemon is ready, 1 if not."""
-    # A wildcard listen address is not one to connect to: probe the loopback instead.
-    wildcard = settings.metrics_host in ("0.0.0.0", "::")  # noqa: S104
-    host = "127.0.0.1" if wildcard else settings.metrics_host
-    url = str(ns.url or f"http://{host}:{settings.metrics_port}").rstrip("/") + "/readyz"
+    url = str(ns.url or metrics_url(settings)).rstrip("/") + "/readyz"
     state = metrics.probe(url)
     print(f"{url}: {'ready' if state.ready else 'not ready'} ({state.reason})")
     return 0 if state.ready else 1
+
+
+def metrics_url(settings: config.Settings) -> str:
+    """Where a daemon with ``settings`` serves its metrics and health, as seen from this host."""
+    # A wildcard listen address is not one to connect to: probe the loopback instead.
+    wildcard = settings.metrics_host in ("0.0.0.0", "::")  # noqa: S104
+    host = "127.0.0.1" if wildcard else settings.metrics_host
+    return f"http://{host}:{settings.metrics_port}"
 
 
 def run_demo(ns: argparse.Namespace, settings: config.Settings) -> int:

@@ -38,10 +38,10 @@ def add(sub: Any) -> None:
         ),
     )
     p.add_argument("book", type=Path, metavar="BOOK.json", help="book file, or - for stdin")
-    p.add_argument(
-        "--method",
-        choices=sorted(methods.PRESETS),
-        help="scoring method (default: the program's, drift-2023-08)",
+    args.from_setting(
+        p.add_argument("--method", choices=sorted(methods.PRESETS), help="scoring method"),
+        "method",
+        unset="the program's, drift-2023-08 in the shipped file",
     )
     args.add_format(p)
     p.set_defaults(handler=score_book)
@@ -71,7 +71,9 @@ def add(sub: Any) -> None:
             "examples:\n  driftsnap program --week 2023-W33\n  driftsnap --program my.toml program"
         ),
     )
-    p.add_argument("--week", metavar=args.WEEK, help="ISO week, e.g. 2026-W47")
+    p.add_argument(
+        "--week", metavar=args.WEEK, help="ISO week, e.g. 2026-W47 (default: the current one)"
+    )
     args.add_format(p)
     p.set_defaults(handler=show_program)
 

@@ -25,7 +25,7 @@ from driftsnap.store import fills as store_fills
 from driftsnap.weekreport.errors import MakerNotFoundError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Collection, Iterable, Mapping, Sequence
     from datetime import datetime
 
     import sqlalchemy as sa
@@ -82,7 +82,13 @@ def build(
     result = outcome.result
     uptime = _uptime(ctx)
     matches = _self_matches(ctx)
-    pools = [_pool(ctx, p, uptime) for p in result["pools"] if p["market"] != settlement.VOLUME]
+    coverage = queries.week_coverage(conn, outcome.week)
+    skipped = _not_sampled(result, {x.market for x in coverage})
+    pools = [
+        _pool(ctx, p, uptime)
+        for p in result["pools"]
+        if p["market"] != settlement.VOLUME and p["market"] not in skipped
+    ]
     volume = next(p for p in result["pools"] if p["market"] == settlement.VOLUME)
     markets, rows = close.payout_table(result)
     doc: dict[str, Any] = {
@@ -125,8 +131,9 @@ def build(
                 "missed": x.missed,
                 "coverage": x.coverage,
             }
-            for x in queries.week_coverage(conn, outcome.week)
+            for x in coverage
         ],
+        "not_sampled": skipped,
         "uptime": uptime,
         "self_matches": matches,
         "share_series": _share_series(ctx, pools, top=top),
@@ -143,6 +150,24 @@ def build(
         paid=len(rows),
     )
     return doc
+
+
+def _not_sampled(result: Mapping[str, Any], covered: Collection[str]) -> list[str]:
+    """The markets of the close's result that nothing sampled because the program gives them no
+    score pool (SUI-PERP and ARB-PERP at 0 in the shipped file): no snapshot, no maker, and no
+    tick of the week included them (``covered``: the weekly_coverage markets). The daemon samples
+    the paid markets unless told otherwise, so these are neither missed nor worth a score table.
+    """
+    pools = result["terms"]["score_pools"]
+    return sorted(
+        p["market"]
+        for p in result["pools"]
+        if p["market"] != settlement.VOLUME
+        and not pools.get(p["market"], 0)
+        and not p["snapshots"]
+        and not p["makers"]
+        and p["market"] not in covered
+    )
 
 
 def _ms(started: float) -> float:

@@ -178,6 +178,11 @@ def _payouts(doc: Mapping[str, Any]) -> list[str]:
 
 def _pools(doc: Mapping[str, Any]) -> list[str]:
     out = ["<h2>Score pools</h2>"]
+    if doc["not_sampled"]:
+        # Markets the program names at pool 0 and the daemon never read: one line, not a table.
+        out.append(
+            f'<p class="note">Not sampled (pool 0): {_e(", ".join(doc["not_sampled"]))}.</p>'
+        )
     for p in doc["pools"]:
         out.append(f"<h3>{_e(p['pool'])}</h3>")
         out.append(
