@@ -19,6 +19,10 @@ Sections (``--only`` takes any of them, repeated or comma-separated; default all
               and < 30 s) and the week's size on disk (target < 1 GiB at 60 s).
 ``scale``     the driftsnap pipeline at 1k, 5k, 10k and 20k User accounts: time per 1k users
               against a straight line from the smallest size (target: within 25 %).
+``tick``      a whole daemon tick (read + score + write, the program's method, its 3 markets) in
+              the daemon's own process against ``driftsnap simnet --scenario mainnet-scale`` in
+              another: median CPU seconds (target, issue 17: ≤ 0.35 s, so that a 1 s cadence
+              fits on one core; bench/bench_tick.py).
 ``storage``   disk per ok tick by table at mainnet scale, the program's markets and all 28, at 60 s
               and 10 s cadence: the layout before migration 0008 (its code, from git history)
               and today's, side by side on the same ticks (targets at 60 s, issue 16: ≤ 1 MiB
@@ -60,6 +64,7 @@ import bench_close
 import bench_decode
 import bench_storage
 import bench_store
+import bench_tick
 import sqlalchemy as sa
 
 from driftsnap import logs
@@ -69,7 +74,7 @@ from driftsnap.store import database, snapshots
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
-SECTIONS: Final = ("pipeline", "floor", "write", "close", "scale", "storage")
+SECTIONS: Final = ("pipeline", "floor", "write", "close", "scale", "tick", "storage")
 ROOT: Final = Path(__file__).resolve().parent.parent
 URL_ENV: Final = "DRIFTSNAP_BENCH_DATABASE_URL"
 
@@ -95,14 +100,16 @@ class Plan:
     templates: int  # distinct simulated ticks repeated through the week
     scale: tuple[int, ...]  # User accounts of the scale curve
     storage_ticks: int  # ticks measured per storage case
+    tick_scenario: str  # the simulator's scenario of the whole-tick section
+    ticks: int  # its counted ticks (after a warm-up)
 
     def scenario(self) -> scenarios.Scenario:
         base = scenarios.MAINNET_SCALE
         return base if self.users is None else bench_decode.scaled(base, self.users)
 
 
-FULL = Plan(None, 7, 3, 5, 1, 60, (1_000, 5_000, 10_000, 20_000), 12)
-QUICK = Plan(1_000, 3, 1, 2, 48, 6, (250, 500, 1_000, 2_000), 2)
+FULL = Plan(None, 7, 3, 5, 1, 60, (1_000, 5_000, 10_000, 20_000), 12, "mainnet-scale", 10)
+QUICK = Plan(1_000, 3, 1, 2, 48, 6, (250, 500, 1_000, 2_000), 2, "default", 3)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -558,6 +565,37 @@ def storage_section(report: Report, plan: Plan, admin: sa.URL, tmp: Path) -> Non
         )
 
 
+def tick_section(report: Report, plan: Plan, admin: sa.URL, tmp: Path) -> None:
+    """A whole tick's CPU in the daemon's process, the simulator in another (issue 17)."""
+    progress(f"tick: {plan.ticks} daemon ticks against simnet --scenario {plan.tick_scenario}")
+    figures = bench_tick.measure(admin, plan.tick_scenario, plan.ticks, tmp)
+    cpu = statistics.median(figures.cpu_s)
+    wall = statistics.median(figures.wall_s)
+    report.rows.append(
+        Row(
+            "tick.cpu",
+            f"7 whole tick, read + score + write, {figures.markets} markets,"
+            f" {bench_tick.METHOD} ({plan.tick_scenario})",
+            f"{_s(cpu)} CPU",
+            f"{_s(wall)} wall",
+            "—",
+            f"≤ {bench_tick.TARGET_S} s",
+            cpu <= bench_tick.TARGET_S,
+            figures.as_json(),
+        )
+    )
+    runs = ", ".join(f"{c:.2f}" for c in figures.cpu_s)
+    report.details.append(
+        f"tick: CPU of the daemon's process from wake-up to the next wait, median of"
+        f" {len(figures.cpu_s)} after a warm-up (runs {runs});"
+        f" {figures.orders:,.0f} orders; wall by stage (medians): read"
+        f" {statistics.median(figures.rpc_ms):.0f} ms, score"
+        f" {statistics.median(figures.score_ms):.0f} ms, write"
+        f" {statistics.median(figures.write_ms):.0f} ms; the simulator (its own process)"
+        f" {figures.simnet_cpu_s / figures.simnet_ticks:.3f} s CPU per tick"
+    )
+
+
 def scale_section(report: Report, plan: Plan) -> None:
     points: list[tuple[int, int, float]] = []  # (users asked, users in the response, CPU s)
     for users in plan.scale:
@@ -670,7 +708,7 @@ def main() -> None:
     plan = QUICK if args.quick else FULL
     report = Report()
     command = _command()
-    needs_db = bool(wanted & {"write", "close", "storage"})
+    needs_db = bool(wanted & {"write", "close", "tick", "storage"})
     started = time.perf_counter()
     with (
         tempfile.TemporaryDirectory(prefix="driftsnap-bench-") as tmp_dir,
@@ -702,6 +740,8 @@ def main() -> None:
             close_section(report, plan, admin, tmp)
         if "scale" in wanted:
             scale_section(report, plan)
+        if admin is not None and "tick" in wanted:
+            tick_section(report, plan, admin, tmp)
         if admin is not None and "storage" in wanted:
             storage_section(report, plan, admin, tmp)
     finish(report, facts, command=command, plan=plan, args=args, started=started)

@@ -27,6 +27,7 @@ FIXED_ROWS = {
     "close.10s.disk",
     "scale.growth",
     "storage.default.60s",
+    "tick.cpu",
 }
 
 
@@ -58,5 +59,10 @@ def test_quick_run_prints_every_row_and_both_paths_agree(
     assert agree["ok"] is True
     assert agree["values"]["agree"] == agree["values"]["markets"] > 0
     assert doc["figures"]["response"]["orders"] > 0
+    whole_tick = rows["tick.cpu"]["values"]  # real ticks of the daemon, each with its CPU
+    assert len(whole_tick["cpu_s"]) == len(whole_tick["write_ms"]) == 3
+    assert all(s > 0 for s in whole_tick["cpu_s"])
+    assert whole_tick["markets"] == 3
+    assert whole_tick["orders"] > 0
     for key in ("date", "commit", "cpu", "cores", "ram", "python", "postgresql"):
         assert doc["machine"][key]

@@ -212,7 +212,9 @@ def paused_gc() -> Iterator[None]:
     """The cyclic GC off for a block (and back on after it, whatever happens).
 
     Decoding and building books allocates no reference cycles, so a collection there only walks
-    the JSON tree and the arrays again and again: a cost growing faster than the users.
+    the JSON tree and the arrays again and again: a cost growing faster than the users. Nested
+    in a pause already on (the daemon's tick pauses it from the read to the write), it leaves it
+    off.
     """
     was_enabled = gc.isenabled()
     gc.disable()

@@ -8,6 +8,13 @@ A :class:`Ticker` takes the ticks of the committed schedule one :meth:`~Ticker.s
       -> scorer.score per method      (a worker thread; a book it refuses: rejected)
       -> one transaction               the misses owed + the unsampled gap + this tick
       -> metrics, one `tick_written` log line
+    the cyclic GC is off from the read to the write, and collects the tick's young cycles after
+
+A mainnet-scale read parses a ~60 MB getProgramAccounts answer into hundreds of thousands of
+containers and builds books and rows from them; none of it forms reference cycles, so a
+collection during the tick would only walk that tree and the arrays again and again. The GC is
+therefore disabled for the whole tick (restored as it was, whatever happens) and a young
+collection runs once the tick is written, while the daemon waits for the next instant.
 
 A tick that fails (RPC down, database down) is logged, counted and owed: its interval is written
 as a `missed` tick, with the reason, by the first write that succeeds. So is one the ticker woke
@@ -32,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -233,7 +241,8 @@ class Ticker:
     async def step(self, *, announce: bool = False) -> Step:
         """Wait for the next interval's sample instant and take its tick (see :class:`Step`).
 
-        ``announce`` logs the wait at info (``run --once``), else at debug.
+        ``announce`` logs the wait (``next_tick``) at info (``run --once``, a console on a TTY),
+        else at debug.
         """
         now = self.clock.now()
         try:
@@ -251,10 +260,10 @@ class Ticker:
             return Step("stopped" if self.stop.is_set() else "week_ended")
         interval, at = due
         (log.info if announce else log.debug)(
-            "tick_waiting",
-            interval=interval,
+            "next_tick",
+            in_s=round(max(0.0, (at - now).total_seconds()), 1),
             at=at.isoformat(),
-            wait_s=round(max(0.0, (at - now).total_seconds()), 1),
+            interval=interval,
         )
         if not await self.clock.sleep_until(at, self.stop):
             return Step("stopped")
@@ -265,7 +274,12 @@ class Ticker:
             # snapshot now would not be of the instant the seed committed to.
             self._late(interval, at, late)
             return Step("late")
-        return Step("sampled", await self._sample(schedule, interval, at))
+        with snapshot.paused_gc():
+            report = await self._sample(schedule, interval, at)
+        # The cycles the tick made (futures, exceptions, driver objects) are all young: none was
+        # collected during it. Now, with the tick written, is the idle time to free them.
+        gc.collect(1)
+        return Step("sampled", report)
 
     def _next(self, schedule: sampling.Schedule, now: datetime) -> tuple[int, datetime] | None:
         """The next interval to sample: never one already handled (a fast or stepped clock may
@@ -511,6 +525,7 @@ class Ticker:
                 seed = found
             weeks.set_pools(conn, week, self.program.score_pools(week))
             store_fills.set_volume_pool(conn, week, self.program.volume_pool_for(week))
+            weeks.set_participants(conn, week, self.program.terms(week).participants)
             self._reveal_previous(conn, week)
         return sampling.Schedule(week, cadence, seed)
 
