@@ -57,34 +57,42 @@ def test_an_export_verifies_without_the_database_and_tampering_is_named(
     export.export_week(pg_engine, WEEK, archive)
     pg_engine.dispose()
 
-    ok = export.verify_archive(archive)
-    assert ok.ok, ok.difference
-    assert ok.digest == done.close.digest
-    assert ok.books == done.close.books
-
     with zipfile.ZipFile(archive) as z:
         orders = pq.read_table(io.BytesIO(z.read("orders.parquet")))
         fills = pq.read_table(io.BytesIO(z.read("fills.parquet")))
     sizes = orders.column("size").to_pylist()
     sizes[5] += 1
     resized = orders.set_column(orders.column_names.index("size"), "size", pa.array(sizes))
-
+    # The last order moved to the front: each snapshot's orders read alone would look fine.
+    moved = pa.concat_tables([orders.slice(len(orders) - 1), orders.slice(0, len(orders) - 1)])
     bad = tmp_path / "bad.zip"
-    _rewrite(archive, bad, "orders.parquet", resized, manifest=False)
-    found = export.verify_archive(bad)
-    assert not found.ok
-    assert found.difference is not None
-    assert found.difference.startswith("orders.parquet: sha256")
 
-    _rewrite(archive, bad, "orders.parquet", resized, manifest=True)
-    found = export.verify_archive(bad)
-    assert found.difference is not None
-    assert found.difference.startswith("books_root: stored"), found.difference
+    # One process, or the books split into runs scored by three (spawned) processes.
+    for jobs in (1, 3):
+        ok = export.verify_archive(archive, jobs=jobs)
+        assert ok.ok, ok.difference
+        assert ok.digest == done.close.digest
+        assert ok.books == done.close.books
 
-    _rewrite(archive, bad, "fills.parquet", fills.slice(1), manifest=True)
-    found = export.verify_archive(bad)
-    assert found.difference is not None
-    assert found.difference.startswith("fills: stored 12 != recomputed 11"), found.difference
+        _rewrite(archive, bad, "orders.parquet", resized, manifest=False)
+        found = export.verify_archive(bad, jobs=jobs)
+        assert not found.ok
+        assert found.difference is not None
+        assert found.difference.startswith("orders.parquet: sha256")
+
+        _rewrite(archive, bad, "orders.parquet", resized, manifest=True)
+        found = export.verify_archive(bad, jobs=jobs)
+        assert found.difference is not None
+        assert found.difference.startswith("books_root: stored"), found.difference
+
+        _rewrite(archive, bad, "orders.parquet", moved, manifest=True)
+        found = export.verify_archive(bad, jobs=jobs)
+        assert found.difference == "orders.parquet: orders out of snapshot order"
+
+        _rewrite(archive, bad, "fills.parquet", fills.slice(1), manifest=True)
+        found = export.verify_archive(bad, jobs=jobs)
+        assert found.difference is not None
+        assert found.difference.startswith("fills: stored 12 != recomputed 11"), found.difference
 
 
 def test_export_week_and_verify_week_from_on_the_command_line(
@@ -108,7 +116,7 @@ def test_export_week_and_verify_week_from_on_the_command_line(
     assert f"1 weeks before {after}: {PAST}" in pruned.stdout
     # No database at all: an unreachable URL and an empty data directory.
     nowhere = {"DRIFTSNAP_DATABASE_URL": "postgresql://x@127.0.0.1:1/none"}
-    verified = run("verify-week", "--from", str(archive), env=nowhere)
+    verified = run("verify-week", "--from", str(archive), "--jobs", "2", env=nowhere)
     assert verified.returncode == 0, verified.stderr
     assert verified.stdout.startswith(f"week {PAST}: ok")
     with zipfile.ZipFile(archive) as z:
@@ -121,6 +129,9 @@ def test_export_week_and_verify_week_from_on_the_command_line(
     both = run("verify-week", "--from", str(bad), "--week", str(PAST), env=nowhere)
     assert both.returncode == 2
     assert len(both.stderr.strip().splitlines()) == 1
+    jobs = run("verify-week", "--week", str(PAST), "--jobs", "2", env=nowhere)
+    assert jobs.returncode == 2
+    assert "--jobs N is for --from FILE" in jobs.stderr
 
 
 def test_prune_drops_only_closed_exported_weeks_and_the_archive_still_verifies(

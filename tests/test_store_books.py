@@ -166,3 +166,42 @@ def test_orders_that_only_moved_are_stored_as_their_price_change() -> None:
         restored, pubkeys, market=book.market, market_index=book.market_index, slot=book.slot,
         ts=book.ts, oracle_price=book.oracle_price,
     ) == book  # fmt: skip
+
+
+@given(
+    st.lists(orders, max_size=40),
+    st.permutations(range(len(KEYS))),
+    st.sampled_from([1, 1_000, 10**8]),  # account ids are int32
+)
+def test_a_book_reads_the_same_whatever_ids_its_accounts_have(
+    order_list: list[book_mod.Order], order: list[int], spread: int
+) -> None:
+    """Ids numbered in the keys' order or not, dense or far apart (a table lookup or a sort):
+    the stored columns read back as the same book, with the same canonical hash and scores'
+    maker tables."""
+    book = book_mod.Book("SOL-PERP", 0, 123, 1_700_000_000, 150_000_000, tuple(order_list))
+    ids = {k: order[i] * spread + 5 for i, k in enumerate(KEYS)}
+    pubkeys = {i: k for k, i in ids.items()}
+    columns = books.columns_of(book, ids)
+    read = books.book_of(
+        columns, pubkeys, market=book.market, market_index=book.market_index, slot=book.slot,
+        ts=book.ts, oracle_price=book.oracle_price,
+    )  # fmt: skip
+    assert read == book
+    assert books.canonical_sha256_of(columns, pubkeys) == books.canonical_sha256(book)
+    for key in ("user", "authority"):
+        ours = read.columns(key, include_vamm=True)
+        theirs = book_mod.BookColumns.from_book(book, key, include_vamm=True)
+        assert ours.makers == theirs.makers
+        if read.table is not None:
+            assert (ours.maker == theirs.maker).all()
+
+
+@given(st.lists(st.integers(0, 3_000), max_size=300) | st.lists(st.integers(0, 2**40)))
+def test_unique_ids_is_numpys_unique(values: list[int]) -> None:
+    """Counted into a table or sorted, the same three arrays np.unique returns."""
+    ids = np.array(values, dtype=np.int64)
+    ours = book_mod.unique_ids(ids)
+    theirs = np.unique(ids, return_index=True, return_inverse=True)
+    for a, b in zip(ours, theirs, strict=True):
+        assert a.tolist() == b.reshape(-1).tolist()

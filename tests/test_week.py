@@ -209,9 +209,52 @@ def test_exact_sum_is_fsum_of_every_value(values: list[float]) -> None:
     """Any finite floats (signed zeros, subnormals, up to 1e300 either way): the value math.fsum
     gives, added in one go or in two halves merged. (Near the largest float fsum refuses some
     sums that round to it; a score never comes near.)"""
-    expected = math.fsum(values)
+    expected = _fsum(values)
     assert repr(settlement.ExactSum(values).value) == repr(expected)
     half = len(values) // 2
     left, right = settlement.ExactSum(values[:half]), settlement.ExactSum(values[half:])
     left.merge(right)
     assert repr(left.value) == repr(expected)
+
+
+def _snapshot(scores: dict[str, float]) -> result.SnapshotScore:
+    """A snapshot score of SOL-PERP with ``scores`` (as a method's scorer would hand it over)."""
+    method = methods.DRIFT_2023_08
+    return result.SnapshotScore(
+        method=method.name, params_hash=method.params_hash, market="SOL-PERP", market_index=0,
+        slot=1, ts=1, oracle_price=1, best_bid=None, best_ask=None, scores=scores, brackets=(),
+        authority_of={m: m for m in scores},
+    )  # fmt: skip
+
+
+_SCORE = st.floats(min_value=-1e300, max_value=1e300)
+
+
+@given(st.lists(st.dictionaries(st.sampled_from("abcd"), _SCORE, max_size=4), max_size=30))
+def test_week_totals_are_fsum_of_each_makers_scores(snapshots: list[dict[str, float]]) -> None:
+    """The accumulator's own summing loop gives, per maker, what math.fsum of its snapshot
+    scores gives (signed zeros and subnormals included), and lists every maker it was given."""
+    acc = settlement.WeekAccumulator()
+    for scores in snapshots:
+        acc.add(_snapshot(scores))
+    makers = {m for scores in snapshots for m in scores}
+    got = acc.totals("SOL-PERP")
+    assert set(got) == makers
+    for m in makers:
+        assert repr(got[m]) == repr(_fsum([s[m] for s in snapshots if m in s]))
+
+
+@pytest.mark.parametrize("bad", [math.inf, -math.inf, math.nan])
+def test_week_totals_refuse_a_non_finite_score(bad: float) -> None:
+    acc = settlement.WeekAccumulator()
+    acc.add(_snapshot({"a": 1.0}))
+    with pytest.raises(ScoringError, match="non-finite"):
+        acc.add(_snapshot({"a": bad}))
+
+
+def _fsum(values: list[float]) -> float:
+    """math.fsum as Python 3.12 gives it: a sum of only negative zeros is -0.0 (3.11 gives
+    0.0; ExactSum, whose sums are in stored digests, keeps the sign)."""
+    if values and all(v == 0 and math.copysign(1.0, v) < 0 for v in values):
+        return -0.0
+    return math.fsum(values)

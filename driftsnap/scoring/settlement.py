@@ -70,6 +70,24 @@ _UNIT_BITS = 1074
 _UNIT = 1 << _UNIT_BITS
 
 
+def _add_each(totals: dict[str, ExactSum], values: Mapping[str, float]) -> None:
+    """``totals[k].add(v)`` for each ``k, v`` of ``values`` (a new sum for a new key), inlined:
+    a mainnet-scale week adds ~30 million scores, and the calls were half the time."""
+    shift = _UNIT_BITS + 1
+    for key, x in values.items():
+        kept = totals.get(key)
+        if kept is None:
+            kept = totals[key] = ExactSum()
+        if x:
+            if x - x != 0.0:  # nan for an infinity or a nan
+                raise ScoringError(f"cannot sum a non-finite score: {x}")
+            numerator, denominator = x.as_integer_ratio()
+            kept._units += numerator << (shift - denominator.bit_length())
+            kept._negative_zero = False
+        elif kept._negative_zero is not False:
+            kept._negative_zero = math.copysign(1.0, x) < 0
+
+
 Aggregation = Literal["sum", "normalized"]
 
 
@@ -113,12 +131,7 @@ class WeekAccumulator:
             contributions = {
                 m: (s / total if total > 0 else 0.0) for m, s in snapshot.scores.items()
             }
-        totals = acc.totals
-        for maker, value in contributions.items():
-            kept = totals.get(maker)
-            if kept is None:
-                kept = totals[maker] = ExactSum()
-            kept.add(value)
+        _add_each(acc.totals, contributions)
 
     def merge(self, other: WeekAccumulator) -> None:
         """Add ``other``'s totals (same aggregation and parameter set) into these."""
